@@ -1,0 +1,35 @@
+// feedbackkit._cuda: the CUDA kernels. Imports without a GPU driver (the CUDA runtime is
+// linked statically and loads the driver lazily); feedbackkit only loads it when a GPU exists.
+#include <cuda_runtime.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bindings/view_caster.h"
+#include "logprob/sequence_reduce.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "feedbackkit CUDA kernels";
+  m.def("build_info", [] {
+    py::dict info;
+    info["cuda_runtime_version"] = CUDART_VERSION;
+    info["archs"] = FEEDBACKKIT_CUDA_ARCHS;
+    return info;
+  });
+  m.def("device_count", [] {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+  });
+  m.def("sequence_reduce", [](const fbk::TensorView& values, std::optional<fbk::TensorView> mask,
+                              std::optional<fbk::TensorView> cu_seqlens, int mode, const fbk::TensorView& out,
+                              uintptr_t stream) {
+    fbk::sequence_reduce_cuda(values, mask, cu_seqlens, static_cast<fbk::ReduceMode>(mode), out, stream);
+  });
+  m.def("sequence_reduce_backward", [](const fbk::TensorView& grad_out, std::optional<fbk::TensorView> mask,
+                                       std::optional<fbk::TensorView> cu_seqlens, int mode,
+                                       const fbk::TensorView& grad_values, uintptr_t stream) {
+    fbk::sequence_reduce_backward_cuda(grad_out, mask, cu_seqlens, static_cast<fbk::ReduceMode>(mode), grad_values,
+                                       stream);
+  });
+}

@@ -1,0 +1,33 @@
+// A non-owning view of a tensor or array: pointer, sizes, strides (in elements), dtype, device.
+#pragma once
+
+#include <cstdint>
+
+#include "common/dtype.h"
+
+namespace fbk {
+
+constexpr int kMaxDims = 8;
+
+enum class DeviceType : int { CPU = 0, CUDA = 1 };
+
+struct TensorView {
+  void* data = nullptr;
+  int64_t sizes[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+  int ndim = 0;
+  DType dtype = DType::Float32;
+  DeviceType device_type = DeviceType::CPU;
+  int device_index = 0;
+
+  int64_t size(int d) const { return sizes[d]; }
+  int64_t stride(int d) const { return strides[d]; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int d = 0; d < ndim; ++d) n *= sizes[d];
+    return n;
+  }
+  template <class T> T* ptr() const { return static_cast<T*>(data); }
+};
+
+}  // namespace fbk

@@ -1,0 +1,156 @@
+#include <cmath>
+
+#include "common/checks.h"
+#include "common/dtype.h"
+#include "logprob/sequence_reduce.h"
+
+namespace fbk {
+namespace {
+
+template <class I>
+void validate_cu_seqlens_typed(const TensorView& cu, int64_t n) {
+  const I* c = cu.ptr<const I>();
+  const int64_t s = cu.strides[0];
+  const int64_t batch = cu.sizes[0] - 1;
+  FBK_CHECK(c[0] == 0, "cu_seqlens: must start at 0, got cu_seqlens[0]=", c[0]);
+  for (int64_t b = 0; b < batch; ++b)
+    FBK_CHECK(c[b * s] <= c[(b + 1) * s], "cu_seqlens: must be non-decreasing, got cu_seqlens[", b, "]=", c[b * s],
+              " > cu_seqlens[", b + 1, "]=", c[(b + 1) * s]);
+  FBK_CHECK(c[batch * s] == n, "cu_seqlens: must end at N=", n, " (the length of values), got cu_seqlens[", batch,
+            "]=", c[batch * s]);
+}
+
+
+constexpr int64_t kParallelMinElements = 1 << 15;
+constexpr int kLanes = 8;  // independent accumulators: vectorisable and a shorter error chain
+
+// Sum of the valid elements of one row and their count. Masked-out elements are skipped by a
+// select, so NaN or inf padding never leaks into a row.
+template <class T, class M, class A, bool kContiguous>
+A row_sum(const RowSpan<T, M>& row, int64_t* count) {
+  const int64_t vs = kContiguous ? 1 : row.stride;
+  const int64_t ms = kContiguous ? 1 : row.mask_stride;
+  A acc[kLanes] = {};
+  int64_t cnt[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= row.len; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const A x = to_acc<A>(row.values[(i + l) * vs]);
+      const bool on = row.mask == nullptr || row.mask[(i + l) * ms] != M(0);
+      acc[l] += on ? x : A(0);
+      cnt[l] += on;
+    }
+  }
+  for (; i < row.len; ++i) {
+    const bool on = row.mask == nullptr || row.mask[i * ms] != M(0);
+    acc[0] += on ? to_acc<A>(row.values[i * vs]) : A(0);
+    cnt[0] += on;
+  }
+  A total = 0;
+  int64_t n = 0;
+  for (int l = 0; l < kLanes; ++l) {
+    total += acc[l];
+    n += cnt[l];
+  }
+  *count = n;
+  return total;
+}
+
+template <class T, class M>
+int64_t row_count(const RowSpan<T, M>& row) {
+  if (row.mask == nullptr) return row.len;
+  int64_t n = 0;
+  for (int64_t i = 0; i < row.len; ++i) n += row.on(i);
+  return n;
+}
+
+// Calls body(b, RowSpan) for every row, in parallel when the input is large enough.
+template <class T, class M, class I, class Body>
+void for_each_row(const TensorView& values, const std::optional<TensorView>& mask,
+                  const std::optional<TensorView>& cu_seqlens, int64_t batch, Body body) {
+  T* v = values.ptr<T>();
+  const bool parallel = values.numel() >= kParallelMinElements;
+  if (mask) {
+    const M* m = mask->ptr<const M>();
+    const int64_t len = values.sizes[1];
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t b = 0; b < batch; ++b)
+      body(b, RowSpan<T, M>{v + b * values.strides[0], values.strides[1], m + b * mask->strides[0],
+                            mask->strides[1], len});
+  } else {
+    const I* c = cu_seqlens->ptr<const I>();
+    const int64_t cs = cu_seqlens->strides[0];
+#pragma omp parallel for schedule(guided) if (parallel)
+    for (int64_t b = 0; b < batch; ++b)
+      body(b, RowSpan<T, M>{v + int64_t(c[b * cs]) * values.strides[0], values.strides[0], nullptr, 0,
+                            int64_t(c[(b + 1) * cs]) - int64_t(c[b * cs])});
+  }
+}
+
+// Resolves the value, mask and index types and validates cu_seqlens, then calls f with tags.
+template <class F>
+void dispatch_rows(const TensorView& values, const std::optional<TensorView>& mask,
+                   const std::optional<TensorView>& cu_seqlens, F&& f) {
+  const DType mask_dtype = mask ? mask->dtype : DType::UInt8;
+  const DType index_dtype = cu_seqlens ? cu_seqlens->dtype : DType::Int64;
+  dispatch_float(values.dtype, "values", [&](auto vt) {
+    dispatch_mask(mask_dtype, "mask", [&](auto mt) {
+      dispatch_index(index_dtype, "cu_seqlens", [&](auto it) {
+        using I = typename decltype(it)::type;
+        if (cu_seqlens) validate_cu_seqlens_typed<I>(*cu_seqlens, values.sizes[0]);
+        f(vt, mt, it);
+      });
+    });
+  });
+}
+
+}  // namespace
+
+void validate_cu_seqlens(const TensorView& cu, int64_t n) {
+  check_ndim(cu, "cu_seqlens", 1);
+  FBK_CHECK(cu.sizes[0] >= 1, "cu_seqlens: expected at least one entry");
+  dispatch_index(cu.dtype, "cu_seqlens", [&](auto it) { validate_cu_seqlens_typed<typename decltype(it)::type>(cu, n); });
+}
+
+void sequence_reduce_cpu(const TensorView& values, const std::optional<TensorView>& mask,
+                         const std::optional<TensorView>& cu_seqlens, ReduceMode mode, const TensorView& out) {
+  const int64_t batch = check_sequence_reduce_args(values, mask, cu_seqlens, out);
+  dispatch_rows(values, mask, cu_seqlens, [&](auto vt, auto mt, auto it) {
+    using T = typename decltype(vt)::type;
+    using M = typename decltype(mt)::type;
+    using I = typename decltype(it)::type;
+    using A = acc_t<T>;
+    FBK_CHECK(out.dtype == (std::is_same_v<A, double> ? DType::Float64 : DType::Float32),
+              "out: expected ", std::is_same_v<A, double> ? "float64" : "float32");
+    A* o = out.ptr<A>();
+    const int64_t os = out.strides[0];
+    const bool contiguous = values.strides[values.ndim - 1] == 1 && (!mask || mask->strides[1] == 1);
+    for_each_row<const T, M, I>(values, mask, cu_seqlens, batch, [&](int64_t b, const RowSpan<const T, M>& row) {
+      int64_t count = 0;
+      const A sum = contiguous ? row_sum<const T, M, A, true>(row, &count) : row_sum<const T, M, A, false>(row, &count);
+      o[b * os] = sum * reduce_scale<A>(mode, count);
+    });
+  });
+}
+
+void sequence_reduce_backward_cpu(const TensorView& grad_out, const std::optional<TensorView>& mask,
+                                  const std::optional<TensorView>& cu_seqlens, ReduceMode mode,
+                                  const TensorView& grad_values) {
+  const int64_t batch = check_sequence_reduce_args(grad_values, mask, cu_seqlens, grad_out);
+  dispatch_rows(grad_values, mask, cu_seqlens, [&](auto vt, auto mt, auto it) {
+    using T = typename decltype(vt)::type;
+    using M = typename decltype(mt)::type;
+    using I = typename decltype(it)::type;
+    using A = acc_t<T>;
+    FBK_CHECK(grad_out.dtype == (std::is_same_v<A, double> ? DType::Float64 : DType::Float32),
+              "grad_out: expected ", std::is_same_v<A, double> ? "float64" : "float32");
+    const A* g = grad_out.ptr<const A>();
+    const int64_t gs = grad_out.strides[0];
+    for_each_row<T, M, I>(grad_values, mask, cu_seqlens, batch, [&](int64_t b, const RowSpan<T, M>& row) {
+      const A scale = g[b * gs] * reduce_scale<A>(mode, mode == ReduceMode::Mean ? row_count(row) : 1);
+      for (int64_t i = 0; i < row.len; ++i) row.values[i * row.stride] = from_acc<T>(row.on(i) ? scale : A(0));
+    });
+  });
+}
+
+}  // namespace fbk

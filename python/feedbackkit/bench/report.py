@@ -1,0 +1,115 @@
+"""Presents benchmark results: a rich table, a JSON file with provenance, a PNG chart."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from .runner import Result
+
+
+def _commit() -> str:
+    """The git commit being measured: FEEDBACKKIT_COMMIT, else the checkout in the current
+    directory (marked -dirty with uncommitted changes), else "unknown"."""
+    if os.environ.get("FEEDBACKKIT_COMMIT"):
+        return os.environ["FEEDBACKKIT_COMMIT"]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.strip() + ("-dirty" if dirty.strip() else "")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Where and with what the numbers were measured."""
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+    else:
+        name = f"{_cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return {
+        "device": device,
+        "device_name": name,
+        "commit": _commit(),
+        "feedbackkit": version("feedbackkit"),
+        "torch": torch.__version__,
+        "numpy": version("numpy"),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
+    out = Table(title=f"feedbackkit bench — {env['device_name']} — torch {env['torch']} — {env['commit'][:12]}")
+    for column in ("case", "impl", "median ms", "speed-up vs baseline", "peak extra MiB", "GB/s"):
+        out.add_column(column, justify="left" if column in ("case", "impl") else "right")
+    previous = None
+    for r in results:
+        speedup = "baseline" if r.impl == r.baseline else f"{r.speedup:.2f}x"
+        out.add_row(r.case if r.case != previous else "", r.impl, f"{r.median_ms:.4f}", speedup,
+                    _fmt(r.peak_extra_mib, ".2f"), _fmt(r.gb_per_s, ".1f"))
+        previous = r.case
+    return out
+
+
+def print_table(results: Sequence[Result], env: dict[str, Any], console: Console | None = None) -> None:
+    (console or Console()).print(table(results, env))
+
+
+def write_json(path: str | Path, results: Sequence[Result], env: dict[str, Any]) -> None:
+    payload = {"environment": env, "results": [dataclasses.asdict(r) for r in results]}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def write_plot(path: str | Path, results: Sequence[Result], env: dict[str, Any]) -> None:
+    """Horizontal bars: speed-up of each non-baseline implementation over its baseline."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise RuntimeError("--plot needs matplotlib: pip install 'feedbackkit[bench]'") from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results if r.impl != r.baseline]
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.32 * len(rows)))
+    labels = [f"{r.case} {r.impl}" for r in rows]
+    ax.barh(range(len(rows)), [r.speedup for r in rows], color=["#2a7" if r.speedup >= 1 else "#c44" for r in rows])
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("speed-up over baseline (higher is better)")
+    ax.set_title(f"{env['device_name']}\ntorch {env['torch']}, commit {env['commit'][:12]}", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,88 @@
+"""Timing and peak-memory measurement of one callable."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(
+    fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int, min_sample_s: float = 2e-3
+) -> float:
+    """Median wall time of one call over `repeats` samples, after `warmup` calls. Each sample
+    runs enough back-to-back calls to last at least `min_sample_s`, so microsecond ops are
+    not dominated by timer resolution."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    inner = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        _sync(device)
+        if time.perf_counter() - start >= min_sample_s or inner >= 1 << 16:
+            break
+        inner *= 2
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        _sync(device)
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def return_large_frees_to_os() -> None:
+    """Makes glibc serve allocations of >= 64 KiB with mmap and unmap them on free, so the
+    resident-set peak tracks live tensors (otherwise freed memory is kept and reused)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 64 * 1024)
+        libc.mallopt(m_trim_threshold, 64 * 1024)
+
+
+def peak_extra_bytes(fn: Callable[[], Any], device: torch.device) -> int | None:
+    """Peak memory one call needs above what is already allocated (outputs included).
+
+    CUDA: torch's allocator statistics. CPU: the process's resident-set high-water mark, reset
+    through /proc/self/clear_refs (Linux); None where that is not possible."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        result = fn()
+        _sync(device)
+        del result
+        return torch.cuda.max_memory_allocated(device) - base
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        base = _status_kib("VmRSS")
+        result = fn()
+        peak = _status_kib("VmHWM")
+    except (OSError, KeyError):
+        return None
+    del result
+    return max(0, peak - base) * 1024

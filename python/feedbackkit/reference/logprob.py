@@ -1,0 +1,28 @@
+"""Reference implementations of the `logprob` family."""
+
+from __future__ import annotations
+
+import torch
+
+
+def sequence_reduce(
+    values: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+    mode: str = "sum",
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """What a PyTorch user writes: masked sum / mean computed in `dtype`; the mean of an empty
+    row is 0. Packed rows (cu_seqlens) go through index_add_ on per-token row ids."""
+    if mask is not None:
+        valid = mask != 0
+        total = torch.where(valid, values.to(dtype), 0).sum(-1)
+        count = valid.sum(-1)
+    else:
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+        rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)
+        total = torch.zeros(lengths.numel(), dtype=dtype, device=values.device).index_add_(0, rows, values.to(dtype))
+        count = lengths
+    if mode == "sum":
+        return total
+    return total / count.clamp(min=1).to(dtype)
