@@ -27,11 +27,12 @@ struct RowSpan {
   FBK_HD bool on(int64_t i) const { return mask == nullptr || mask[i * mask_stride] != M(0); }
 };
 
-// d(row result)/d(value) for a valid element: 1 for sum, 1/count for mean (0 for an empty row).
+// Finishes a row reduction: x for sum, x / count for mean (0 for an empty row). Applied to the
+// row sum in the forward and to the upstream gradient in the backward (the mean is linear).
 template <class A>
-FBK_HD_INLINE A reduce_scale(ReduceMode mode, int64_t count) {
-  if (mode == ReduceMode::Sum) return A(1);
-  return count > 0 ? A(1) / A(count) : A(0);
+FBK_HD_INLINE A reduce_finish(ReduceMode mode, A x, int64_t count) {
+  if (mode == ReduceMode::Sum) return x;
+  return count > 0 ? x / A(count) : A(0);
 }
 
 // True when cu_seqlens describes B consecutive segments covering exactly [0, n).

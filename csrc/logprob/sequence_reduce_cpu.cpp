@@ -12,14 +12,13 @@ void validate_cu_seqlens_typed(const TensorView& cu, int64_t n) {
   const I* c = cu.ptr<const I>();
   const int64_t s = cu.strides[0];
   const int64_t batch = cu.sizes[0] - 1;
-  FBK_CHECK(c[0] == 0, "cu_seqlens: must start at 0, got cu_seqlens[0]=", c[0]);
+  FBK_CHECK(c[0] == 0, "'cu_seqlens' must start at 0; got cu_seqlens[0]=", c[0]);
   for (int64_t b = 0; b < batch; ++b)
-    FBK_CHECK(c[b * s] <= c[(b + 1) * s], "cu_seqlens: must be non-decreasing, got cu_seqlens[", b, "]=", c[b * s],
+    FBK_CHECK(c[b * s] <= c[(b + 1) * s], "'cu_seqlens' must be non-decreasing; got cu_seqlens[", b, "]=", c[b * s],
               " > cu_seqlens[", b + 1, "]=", c[(b + 1) * s]);
-  FBK_CHECK(c[batch * s] == n, "cu_seqlens: must end at N=", n, " (the length of values), got cu_seqlens[", batch,
+  FBK_CHECK(c[batch * s] == n, "'cu_seqlens' must end at N=", n, " (the length of 'values'); got cu_seqlens[", batch,
             "]=", c[batch * s]);
 }
-
 
 constexpr int64_t kParallelMinElements = 1 << 15;
 constexpr int kLanes = 8;  // independent accumulators: vectorisable and a shorter error chain
@@ -128,7 +127,7 @@ void sequence_reduce_cpu(const TensorView& values, const std::optional<TensorVie
     for_each_row<const T, M, I>(values, mask, cu_seqlens, batch, [&](int64_t b, const RowSpan<const T, M>& row) {
       int64_t count = 0;
       const A sum = contiguous ? row_sum<const T, M, A, true>(row, &count) : row_sum<const T, M, A, false>(row, &count);
-      o[b * os] = sum * reduce_scale<A>(mode, count);
+      o[b * os] = reduce_finish<A>(mode, sum, count);
     });
   });
 }
@@ -147,7 +146,7 @@ void sequence_reduce_backward_cpu(const TensorView& grad_out, const std::optiona
     const A* g = grad_out.ptr<const A>();
     const int64_t gs = grad_out.strides[0];
     for_each_row<T, M, I>(grad_values, mask, cu_seqlens, batch, [&](int64_t b, const RowSpan<T, M>& row) {
-      const A scale = g[b * gs] * reduce_scale<A>(mode, mode == ReduceMode::Mean ? row_count(row) : 1);
+      const A scale = reduce_finish<A>(mode, g[b * gs], mode == ReduceMode::Mean ? row_count(row) : 0);
       for (int64_t i = 0; i < row.len; ++i) row.values[i * row.stride] = from_acc<T>(row.on(i) ? scale : A(0));
     });
   });

@@ -53,7 +53,7 @@ __global__ void sequence_reduce_kernel(RowArgs<const T, M, I> args, ReduceMode m
   }
   acc = block_sum(acc);
   count = block_sum(count);
-  if (threadIdx.x == 0) out[b * os] = valid ? acc * reduce_scale<A>(mode, count) : A(NAN);
+  if (threadIdx.x == 0) out[b * os] = valid ? reduce_finish<A>(mode, acc, count) : A(NAN);
 }
 
 template <class T>
@@ -90,7 +90,7 @@ __global__ void sequence_reduce_backward_kernel(RowArgs<T, M, I> args, ReduceMod
     count = block_sum(count);
   }
   __shared__ A scale;
-  if (threadIdx.x == 0) scale = grad[b * gs] * reduce_scale<A>(mode, count);
+  if (threadIdx.x == 0) scale = reduce_finish<A>(mode, grad[b * gs], count);
   __syncthreads();
   for (int64_t i = threadIdx.x; i < row.len; i += blockDim.x)
     row.values[i * row.stride] = from_acc<T>(row.on(i) ? scale : A(0));

@@ -8,14 +8,18 @@ from typing import Union
 import numpy as np
 import torch
 
+from ._checks import ArgumentError
+
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
 
-def to_torch(value: object) -> object:
-    """A zero-copy tensor for a NumPy array (copied only if it has negative strides); anything
-    else is returned unchanged for the op's own checks to judge."""
-    if not isinstance(value, np.ndarray):
+def to_torch(op: str, name: str, value: object) -> torch.Tensor | None:
+    """`value` as a tensor: tensors and None pass through; NumPy arrays become zero-copy tensors
+    (copied only if they have negative strides); anything else is an ArgumentError."""
+    if value is None or isinstance(value, torch.Tensor):
         return value
+    if not isinstance(value, np.ndarray):
+        raise ArgumentError(f"{op}: '{name}' must be a torch.Tensor or numpy.ndarray; got {type(value).__name__}")
     if any(s < 0 for s in value.strides):
         value = np.ascontiguousarray(value)
     with warnings.catch_warnings():
