@@ -68,7 +68,9 @@ def cases(quick: bool) -> list[Case]:
     if quick:
         grid = itertools.product([256], [1024], ["bf16"], ["mask", "packed"], ["fwd", "fwd+bwd"])
     else:
-        grid = itertools.product([256, 1024], [1024, 4096], ["bf16", "fp32"], ["mask", "packed"], ["fwd", "fwd+bwd"])
+        grid = itertools.product(
+            [256, 1024], [1024, 4096], ["bf16", "fp32"], ["mask", "packed"], ["fwd", "fwd+bwd"]
+        )
     return [
         Case(
             family="logprob",

@@ -54,7 +54,9 @@ def plugin_path(tmp_path, monkeypatch):
     registry.refresh()
 
 
-def run_cli(*args: str, path: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Runs `python -m feedbackkit ARGS` in a subprocess, optionally with `path` on PYTHONPATH."""
     full_env = dict(os.environ)
     full_env.pop("FEEDBACKKIT_DISABLE_PLUGINS", None)
@@ -63,5 +65,10 @@ def run_cli(*args: str, path: Path | None = None, env: dict[str, str] | None = N
         full_env["PYTHONPATH"] = os.pathsep.join([str(path), full_env.get("PYTHONPATH", "")])
     full_env.update(env or {})
     full_env["COLUMNS"] = "250"
-    return subprocess.run([sys.executable, "-m", "feedbackkit", *args], capture_output=True, text=True,
-                          env=full_env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "feedbackkit", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )

@@ -100,11 +100,16 @@ def test_large_row_parallel_path_matches_reference():
     lengths = torch.randint(0, 3000, (64,)).tolist()
     values = torch.randn(64, 3000, dtype=torch.bfloat16)
     mask = make_mask(lengths, 3000)
-    check_close(feedbackkit.sequence_reduce(values, mask, mode="mean"), values,
-                reference(values.double(), mask, mode="mean"))
+    check_close(
+        feedbackkit.sequence_reduce(values, mask, mode="mean"),
+        values,
+        reference(values.double(), mask, mode="mean"),
+    )
     packed = torch.randn(sum(lengths))
     cu = cu_from(lengths)
-    check_close(feedbackkit.sequence_reduce(packed, cu_seqlens=cu), packed, reference(packed.double(), cu_seqlens=cu))
+    check_close(
+        feedbackkit.sequence_reduce(packed, cu_seqlens=cu), packed, reference(packed.double(), cu_seqlens=cu)
+    )
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean"])
@@ -204,7 +209,8 @@ def test_opcheck_backward_op():
     grad = torch.randn(3, dtype=torch.float64, requires_grad=True)
     mask = make_mask([9, 0, 4], 9)
     torch.library.opcheck(
-        torch.ops.feedbackkit.sequence_reduce_backward.default, (grad, mask, None, "mean", [3, 9], torch.float64)
+        torch.ops.feedbackkit.sequence_reduce_backward.default,
+        (grad, mask, None, "mean", [3, 9], torch.float64),
     )
 
 
@@ -226,12 +232,21 @@ def test_torch_compile_fullgraph():
 
 
 BAD_INPUTS = [
-    (lambda: (torch.arange(6).view(2, 3), torch.ones(2, 3, dtype=torch.bool), None, "sum"), "'values' must have dtype"),
+    (
+        lambda: (torch.arange(6).view(2, 3), torch.ones(2, 3, dtype=torch.bool), None, "sum"),
+        "'values' must have dtype",
+    ),
     (lambda: (torch.randn(2, 3), torch.ones(2, 3), None, "sum"), "'mask' must have dtype"),
-    (lambda: (torch.randn(2, 3), torch.ones(2, 4, dtype=torch.bool), None, "sum"), "'mask' must have the shape"),
+    (
+        lambda: (torch.randn(2, 3), torch.ones(2, 4, dtype=torch.bool), None, "sum"),
+        "'mask' must have the shape",
+    ),
     (lambda: (torch.randn(6), torch.ones(6, dtype=torch.bool), None, "sum"), "'values' must be 2-D"),
     (lambda: (torch.randn(2, 3), None, None, "sum"), "exactly one of 'mask'"),
-    (lambda: (torch.randn(2, 3), torch.ones(2, 3, dtype=torch.bool), torch.tensor([0, 3]), "sum"), "exactly one"),
+    (
+        lambda: (torch.randn(2, 3), torch.ones(2, 3, dtype=torch.bool), torch.tensor([0, 3]), "sum"),
+        "exactly one",
+    ),
     (lambda: (torch.randn(2, 3), torch.ones(2, 3, dtype=torch.bool), None, "max"), "'mode' must be one of"),
     (lambda: (torch.randn(2, 3), None, torch.tensor([0, 3, 6]), "sum"), "'values' must be 1-D"),
     (lambda: (torch.randn(6), None, torch.tensor([0.0, 6.0]), "sum"), "'cu_seqlens' must have dtype"),
@@ -241,7 +256,10 @@ BAD_INPUTS = [
     (lambda: (torch.randn(6), None, torch.tensor([1, 4, 6]), "sum"), "must start at 0"),
     (lambda: (torch.randn(6), None, torch.tensor([0, 4, 7]), "sum"), "must end at N=6"),
     (lambda: ([1.0, 2.0], None, torch.tensor([0, 2]), "sum"), "must be a torch.Tensor or numpy.ndarray"),
-    (lambda: (torch.randn(2, 3), torch.ones(2, 3, dtype=torch.bool, device="meta"), None, "sum"), "is on meta"),
+    (
+        lambda: (torch.randn(2, 3), torch.ones(2, 3, dtype=torch.bool, device="meta"), None, "sum"),
+        "is on meta",
+    ),
 ]
 
 
@@ -269,12 +287,18 @@ def test_cuda_matches_cpu(dtype, mode):
     lengths = [0, 1, 31, 32, 33, 255, 256, 1000]
     values = torch.randn(8, 1000).to(dtype)
     mask = make_mask(lengths, 1000)
-    check_close(feedbackkit.sequence_reduce(values.cuda(), mask.cuda(), mode=mode).cpu(), values,
-                reference(values.double(), mask, mode=mode))
+    check_close(
+        feedbackkit.sequence_reduce(values.cuda(), mask.cuda(), mode=mode).cpu(),
+        values,
+        reference(values.double(), mask, mode=mode),
+    )
     packed = torch.randn(sum(lengths)).to(dtype)
     cu = cu_from(lengths, torch.int32)
-    check_close(feedbackkit.sequence_reduce(packed.cuda(), cu_seqlens=cu.cuda(), mode=mode).cpu(), packed,
-                reference(packed.double(), cu_seqlens=cu, mode=mode))
+    check_close(
+        feedbackkit.sequence_reduce(packed.cuda(), cu_seqlens=cu.cuda(), mode=mode).cpu(),
+        packed,
+        reference(packed.double(), cu_seqlens=cu, mode=mode),
+    )
 
 
 @pytest.mark.cuda
@@ -310,8 +334,12 @@ def test_cuda_malformed_cu_seqlens_gives_nan_or_error_with_check():
 def test_cuda_compile_and_other_device_stream():
     values = torch.randn(5, 70, device="cuda", requires_grad=True)
     mask = make_mask([70, 1, 0, 20, 7], 70).cuda()
-    compiled = torch.compile(lambda v, m: feedbackkit.sequence_reduce(v, m, mode="mean").sum(), fullgraph=True)
-    torch.testing.assert_close(compiled(values, mask), feedbackkit.sequence_reduce(values, mask, mode="mean").sum())
+    compiled = torch.compile(
+        lambda v, m: feedbackkit.sequence_reduce(v, m, mode="mean").sum(), fullgraph=True
+    )
+    torch.testing.assert_close(
+        compiled(values, mask), feedbackkit.sequence_reduce(values, mask, mode="mean").sum()
+    )
     stream = torch.cuda.Stream()
     with torch.cuda.stream(stream):
         out = feedbackkit.sequence_reduce(values, mask)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Union
 
 import numpy as np
 import torch
 
 from ._checks import ArgumentError
 
-ArrayLike = Union[torch.Tensor, np.ndarray]
+ArrayLike = torch.Tensor | np.ndarray
 
 
 def to_torch(op: str, name: str, value: object) -> torch.Tensor | None:
@@ -19,7 +18,9 @@ def to_torch(op: str, name: str, value: object) -> torch.Tensor | None:
     if value is None or isinstance(value, torch.Tensor):
         return value
     if not isinstance(value, np.ndarray):
-        raise ArgumentError(f"{op}: '{name}' must be a torch.Tensor or numpy.ndarray; got {type(value).__name__}")
+        raise ArgumentError(
+            f"{op}: '{name}' must be a torch.Tensor or numpy.ndarray; got {type(value).__name__}"
+        )
     if any(s < 0 for s in value.strides):
         value = np.ascontiguousarray(value)
     with warnings.catch_warnings():

@@ -21,7 +21,13 @@ def _names(dtypes: Iterable[torch.dtype]) -> str:
 
 
 def check_tensor(
-    op: str, name: str, value: object, *, dtypes: tuple[torch.dtype, ...], ndim: int | None = None, shape: str = ""
+    op: str,
+    name: str,
+    value: object,
+    *,
+    dtypes: tuple[torch.dtype, ...],
+    ndim: int | None = None,
+    shape: str = "",
 ) -> torch.Tensor:
     """Checks type, dtype and rank; `shape` documents the expected shape, e.g. "[B, T]"."""
     if not isinstance(value, torch.Tensor):

@@ -59,8 +59,14 @@ def _cmd_plugins_list(args: argparse.Namespace, console: Console) -> int:
     colours = {"available": "green", "unavailable": "yellow", "failed": "red", "duplicate": "red"}
     for row in rows:
         status = f"[{colours[row['status']]}]{row['status']}[/]"
-        table.add_row(row["name"], row["kind"] or "?", row["paper"] or (row["error"] or ""), row["arxiv"] or "",
-                      status, row["distribution"])
+        table.add_row(
+            row["name"],
+            row["kind"] or "?",
+            row["paper"] or (row["error"] or ""),
+            row["arxiv"] or "",
+            status,
+            row["distribution"],
+        )
     console.print(table)
     return 0
 

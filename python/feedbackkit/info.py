@@ -14,7 +14,11 @@ def info() -> dict[str, Any]:
     archs); visible GPUs; OpenMP threads."""
     import torch
 
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available()
+        else []
+    )
     return {
         "feedbackkit": version("feedbackkit"),
         "python": platform.python_version(),

@@ -53,8 +53,9 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
 
 class PreferenceLoss(Protocol):
-    def __call__(self, policy_chosen: Any, policy_rejected: Any, ref_chosen: Any, ref_rejected: Any, /,
-                 **options: Any) -> Any: ...
+    def __call__(
+        self, policy_chosen: Any, policy_rejected: Any, ref_chosen: Any, ref_rejected: Any, /, **options: Any
+    ) -> Any: ...
 
 
 class TokenLoss(Protocol):
@@ -136,15 +137,21 @@ class Method:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise ValueError(f"Method.name must match {_NAME.pattern!r}; got {self.name!r}")
         if self.kind not in KINDS:
-            raise ValueError(f"Method {self.name!r}: kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+            raise ValueError(
+                f"Method {self.name!r}: kind must be one of {', '.join(KINDS)}; got {self.kind!r}"
+            )
         if not isinstance(self.paper, Paper):
-            raise TypeError(f"Method {self.name!r}: paper must be a feedbackkit.Paper; got {type(self.paper).__name__}")
+            raise TypeError(
+                f"Method {self.name!r}: paper must be a feedbackkit.Paper; got {type(self.paper).__name__}"
+            )
         if not self.summary:
             raise ValueError(f"Method {self.name!r}: summary must be a non-empty one-line description")
         if not callable(self.fn):
             raise TypeError(f"Method {self.name!r}: fn must be callable; got {type(self.fn).__name__}")
         if isinstance(self.requires, str) or not all(isinstance(r, str) for r in self.requires):
-            raise TypeError(f"Method {self.name!r}: requires must be a tuple of strings; got {self.requires!r}")
+            raise TypeError(
+                f"Method {self.name!r}: requires must be a tuple of strings; got {self.requires!r}"
+            )
         object.__setattr__(self, "requires", tuple(self.requires))
         object.__setattr__(self, "extras", MappingProxyType(dict(self.extras)))
 

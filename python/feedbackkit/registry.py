@@ -160,7 +160,9 @@ def _load(entry: Entry) -> Method:
         if not isinstance(obj, Method):
             raise TypeError(f"{entry.target} is a {type(obj).__name__}, not a feedbackkit.Method")
         if obj.name != entry.name:
-            raise ValueError(f"{entry.target} is the method {obj.name!r}, but its entry point is named {entry.name!r}")
+            raise ValueError(
+                f"{entry.target} is the method {obj.name!r}, but its entry point is named {entry.name!r}"
+            )
     except (Exception, SystemExit) as cause:
         error = PluginLoadError(
             f"plugin {entry.name!r} from distribution {entry.distribution!r} failed to load: "
@@ -210,7 +212,7 @@ def records(kind: str | None = None) -> list[Record]:
     """Loads every plugin in isolation and reports each one (failed ones included), sorted by
     name. With `kind`, failed plugins are kept (their kind is unknown) and others filtered."""
     out = []
-    for name, found in sorted(entries().items()):
+    for _, found in sorted(entries().items()):
         for entry in found:
             others = tuple(e.distribution for e in found if e is not entry)
             try:

@@ -27,8 +27,12 @@ def _commit() -> str:
         return os.environ["FEEDBACKKIT_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.strip() + ("-dirty" if dirty.strip() else "")
@@ -68,14 +72,22 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
-    out = Table(title=f"feedbackkit bench — {env['device_name']} — torch {env['torch']} — {env['commit'][:12]}")
+    out = Table(
+        title=f"feedbackkit bench — {env['device_name']} — torch {env['torch']} — {env['commit'][:12]}"
+    )
     for column in ("case", "impl", "median ms", "speed-up vs baseline", "peak extra MiB", "GB/s"):
         out.add_column(column, justify="left" if column in ("case", "impl") else "right")
     previous = None
     for r in results:
         speedup = "baseline" if r.impl == r.baseline else f"{r.speedup:.2f}x"
-        out.add_row(r.case if r.case != previous else "", r.impl, f"{r.median_ms:.4f}", speedup,
-                    _fmt(r.peak_extra_mib, ".2f"), _fmt(r.gb_per_s, ".1f"))
+        out.add_row(
+            r.case if r.case != previous else "",
+            r.impl,
+            f"{r.median_ms:.4f}",
+            speedup,
+            _fmt(r.peak_extra_mib, ".2f"),
+            _fmt(r.gb_per_s, ".1f"),
+        )
         previous = r.case
     return out
 
@@ -102,7 +114,11 @@ def write_plot(path: str | Path, results: Sequence[Result], env: dict[str, Any])
     rows = [r for r in results if r.impl != r.baseline]
     fig, ax = plt.subplots(figsize=(10, 1.0 + 0.32 * len(rows)))
     labels = [f"{r.case} {r.impl}" for r in rows]
-    ax.barh(range(len(rows)), [r.speedup for r in rows], color=["#2a7" if r.speedup >= 1 else "#c44" for r in rows])
+    ax.barh(
+        range(len(rows)),
+        [r.speedup for r in rows],
+        color=["#2a7" if r.speedup >= 1 else "#c44" for r in rows],
+    )
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=0.8)

@@ -32,7 +32,9 @@ class Result:
 def families() -> list[str]:
     """Families with a benchmarks/bench_<family>.py module."""
     package = importlib.import_module(CASES_PACKAGE)
-    return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("bench_"))
+    return sorted(
+        m.name[len("bench_") :] for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("bench_")
+    )
 
 
 def discover(selected: Iterable[str] = (), *, quick: bool = False, device: str = "cpu") -> list[Case]:
@@ -68,7 +70,8 @@ def run(
             progress(case.label)
         workload = case.setup(dev)
         times = {
-            name: median_seconds(fn, dev, warmup=warmup, repeats=repeats) for name, fn in workload.impls.items()
+            name: median_seconds(fn, dev, warmup=warmup, repeats=repeats)
+            for name, fn in workload.impls.items()
         }
         base = times[workload.baseline]
         for name, fn in workload.impls.items():

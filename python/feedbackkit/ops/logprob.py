@@ -61,7 +61,9 @@ def validate_sequence_reduce(
             )
         batch = values.shape[0]
     else:
-        check_tensor(op, "values", values, dtypes=FLOAT_DTYPES, ndim=1, shape="[N] when 'cu_seqlens' is given")
+        check_tensor(
+            op, "values", values, dtypes=FLOAT_DTYPES, ndim=1, shape="[N] when 'cu_seqlens' is given"
+        )
         check_tensor(op, "cu_seqlens", cu_seqlens, dtypes=INDEX_DTYPES, ndim=1, shape="[B+1]")
         if cu_seqlens.shape[0] < 1:  # type: ignore[union-attr]
             raise ArgumentError(f"{op}: 'cu_seqlens' must have at least one entry (B+1 >= 1); got 0")
@@ -78,8 +80,13 @@ def _sequence_reduce_fake(values, mask, cu_seqlens, mode):
 def _sequence_reduce_impl(values, mask, cu_seqlens, mode):
     out = _sequence_reduce_fake(values, mask, cu_seqlens, mode)
     launch(
-        "sequence_reduce", values,
-        view(values), optional_view(mask), optional_view(cu_seqlens), REDUCE_MODES[mode], view(out),
+        "sequence_reduce",
+        values,
+        view(values),
+        optional_view(mask),
+        optional_view(cu_seqlens),
+        REDUCE_MODES[mode],
+        view(out),
     )
     return out
 
@@ -93,8 +100,13 @@ def _sequence_reduce_backward_impl(grad, mask, cu_seqlens, mode, values_shape, v
     grad_values = _sequence_reduce_backward_fake(grad, mask, cu_seqlens, mode, values_shape, values_dtype)
     validate_sequence_reduce(grad_values, mask, cu_seqlens, mode)
     launch(
-        "sequence_reduce_backward", grad,
-        view(grad), optional_view(mask), optional_view(cu_seqlens), REDUCE_MODES[mode], view(grad_values),
+        "sequence_reduce_backward",
+        grad,
+        view(grad),
+        optional_view(mask),
+        optional_view(cu_seqlens),
+        REDUCE_MODES[mode],
+        view(grad_values),
     )
     return grad_values
 
@@ -138,7 +150,9 @@ def _register() -> None:
         LIB.impl("sequence_reduce", _sequence_reduce_impl, device)
         LIB.impl("sequence_reduce_backward", _sequence_reduce_backward_impl, device)
     torch.library.register_fake("feedbackkit::sequence_reduce", _sequence_reduce_fake, lib=LIB)
-    torch.library.register_fake("feedbackkit::sequence_reduce_backward", _sequence_reduce_backward_fake, lib=LIB)
+    torch.library.register_fake(
+        "feedbackkit::sequence_reduce_backward", _sequence_reduce_backward_fake, lib=LIB
+    )
     torch.library.register_autograd(
         "feedbackkit::sequence_reduce", _backward, setup_context=_setup_context, lib=LIB
     )
@@ -152,4 +166,9 @@ def _register() -> None:
 
 _register()
 
-__all__: Sequence[str] = ["REDUCE_MODES", "stat_dtype", "validate_cu_seqlens_values", "validate_sequence_reduce"]
+__all__: Sequence[str] = [
+    "REDUCE_MODES",
+    "stat_dtype",
+    "validate_cu_seqlens_values",
+    "validate_sequence_reduce",
+]

@@ -21,7 +21,9 @@ def sequence_reduce(
     else:
         lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
         rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)
-        total = torch.zeros(lengths.numel(), dtype=dtype, device=values.device).index_add_(0, rows, values.to(dtype))
+        total = torch.zeros(lengths.numel(), dtype=dtype, device=values.device).index_add_(
+            0, rows, values.to(dtype)
+        )
         count = lengths
     if mode == "sum":
         return total

@@ -7,8 +7,9 @@ import torch
 from feedbackkit import Method, Paper
 
 
-def length_penalised_reward(*, scores: torch.Tensor, lengths: torch.Tensor, target: int = 256,
-                            alpha: float = 0.01) -> torch.Tensor:
+def length_penalised_reward(
+    *, scores: torch.Tensor, lengths: torch.Tensor, target: int = 256, alpha: float = 0.01
+) -> torch.Tensor:
     """r' = r − α · max(0, length − target), per sequence."""
     if alpha < 0:
         raise ValueError(f"example.length_penalty: 'alpha' must be >= 0; got {alpha}")
@@ -19,7 +20,9 @@ def length_penalised_reward(*, scores: torch.Tensor, lengths: torch.Tensor, targ
 length_penalty = Method(
     name="example.length_penalty",
     kind="reward",
-    paper=Paper(title="A Long Way to Go: Investigating Length Correlations in RLHF", arxiv="2310.03716", year=2023),
+    paper=Paper(
+        title="A Long Way to Go: Investigating Length Correlations in RLHF", arxiv="2310.03716", year=2023
+    ),
     summary="Sequence reward minus alpha times the tokens beyond a target length",
     fn=length_penalised_reward,
 )
