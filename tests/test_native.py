@@ -8,7 +8,9 @@ import math
 import shutil
 
 import pytest
+import torch
 
+import feedbackkit
 from feedbackkit import _build_info, _native
 
 
@@ -53,3 +55,51 @@ def test_affine_composition_matches_sequential_recurrence():
     for a, b in maps:
         x = a * x + b
     assert _native.cpu().testing.affine_compose(maps, 7.0) == pytest.approx(x)
+
+
+def _all_16bit(dtype: torch.dtype) -> torch.Tensor:
+    return torch.arange(65536, dtype=torch.int32).to(torch.int16).view(dtype)
+
+
+def _same_floats(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Equal values, NaN matching NaN (+0 and -0 compare equal)."""
+    nan = expected.isnan()
+    return torch.equal(got.isnan(), nan) and torch.equal(got[~nan], expected[~nan])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16bit_to_float_conversion_is_exact_for_every_value(dtype):
+    values = _all_16bit(dtype)
+    rows = feedbackkit.sequence_reduce(values, cu_seqlens=torch.arange(65537))  # one value per row
+    assert _same_floats(rows, values.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_float_to_16bit_rounding_matches_torch(dtype):
+    # Random float32 bit patterns (every exponent, NaN and inf included) plus edge cases,
+    # written by the backward pass: grad_values[i] = round(upstream[i]) for one-element rows.
+    generator = torch.Generator().manual_seed(0)
+    bits = torch.randint(-(2**31), 2**31 - 1, (200_000,), generator=generator, dtype=torch.int32)
+    edges = torch.tensor(
+        [
+            65504.0,
+            65519.99,
+            65520.0,
+            2.0**-24,
+            2.0**-25,
+            1.5 * 2.0**-25,
+            2.0**-14,
+            1 + 2.0**-11,
+            1 + 3 * 2.0**-11,
+            3.3895314e38,
+            float("inf"),
+            -float("inf"),
+            -0.0,
+            0.0,
+        ]
+    )
+    upstream = torch.cat([bits.view(torch.float32), edges, -edges])
+    values = torch.zeros(upstream.numel(), dtype=dtype, requires_grad=True)
+    out = feedbackkit.sequence_reduce(values, cu_seqlens=torch.arange(upstream.numel() + 1))
+    out.backward(upstream)
+    assert _same_floats(values.grad, upstream.to(dtype))

@@ -67,6 +67,26 @@ FBK_HD_INLINE uint32_t float_to_bits(float f) {
 #endif
 }
 
+FBK_HD_INLINE double bits_to_double(uint64_t u) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(u));
+#else
+  double d;
+  std::memcpy(&d, &u, sizeof d);
+  return d;
+#endif
+}
+
+FBK_HD_INLINE uint64_t double_to_bits(double d) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(d));
+#else
+  uint64_t u;
+  std::memcpy(&u, &d, sizeof u);
+  return u;
+#endif
+}
+
 // Converts any supported element to the accumulation type A (float or double).
 template <class A> FBK_HD_INLINE A to_acc(float x) { return static_cast<A>(x); }
 template <class A> FBK_HD_INLINE A to_acc(double x) { return static_cast<A>(x); }
@@ -75,17 +95,13 @@ template <class A> FBK_HD_INLINE A to_acc(f16 x) {
 #if defined(__CUDA_ARCH__)
   return static_cast<A>(__half2float(__ushort_as_half(x.bits)));
 #else
+  // Branch-free (so it vectorises): moving exponent and mantissa into float position and
+  // scaling by 2^112 re-biases normals and subnormals alike; inf and NaN are selected apart.
+  const uint32_t magnitude = x.bits & 0x7FFFu;
   const uint32_t sign = uint32_t(x.bits & 0x8000u) << 16;
-  uint32_t exp = (x.bits >> 10) & 0x1Fu;
-  uint32_t man = x.bits & 0x3FFu;
-  if (exp == 0x1Fu) return static_cast<A>(bits_to_float(sign | 0x7F800000u | (man << 13)));  // inf / nan
-  if (exp == 0) {
-    if (man == 0) return static_cast<A>(bits_to_float(sign));  // signed zero
-    // Subnormal half: value = man * 2^-24, exact in float.
-    const float mag = static_cast<float>(man) * 5.9604644775390625e-08f;
-    return static_cast<A>(sign ? -mag : mag);
-  }
-  return static_cast<A>(bits_to_float(sign | ((exp + 112u) << 23) | (man << 13)));
+  const uint32_t scaled = float_to_bits(bits_to_float(magnitude << 13) * 5.192296858534828e+33f);
+  const uint32_t special = (magnitude << 13) | 0x7F800000u;
+  return static_cast<A>(bits_to_float(sign | (magnitude >= 0x7C00u ? special : scaled)));
 #endif
 }
 

@@ -3,9 +3,17 @@
 
 #include <cmath>
 
+#include "common/dtype.h"
 #include "common/macros.h"
 
 namespace fbk {
+
+// x where `on`, else +0. A bitwise select: it vectorises (a ?: on floats often does not) and, unlike
+// multiplying by the mask, never lets a NaN or inf from a masked-out element through.
+FBK_HD_INLINE float select_or_zero(bool on, float x) { return bits_to_float(float_to_bits(x) & (0u - uint32_t(on))); }
+FBK_HD_INLINE double select_or_zero(bool on, double x) {
+  return bits_to_double(double_to_bits(x) & (uint64_t(0) - uint64_t(on)));
+}
 
 // Streaming log-sum-exp: feed values one at a time (or merge partial states) without overflow.
 template <class A>

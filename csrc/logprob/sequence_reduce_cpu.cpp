@@ -2,6 +2,7 @@
 
 #include "common/checks.h"
 #include "common/dtype.h"
+#include "common/math.h"
 #include "logprob/sequence_reduce.h"
 
 namespace fbk {
@@ -21,38 +22,58 @@ void validate_cu_seqlens_typed(const TensorView& cu, int64_t n) {
 }
 
 constexpr int64_t kParallelMinElements = 1 << 15;
-constexpr int kLanes = 8;  // independent accumulators: vectorisable and a shorter error chain
+constexpr int kLanes = 8;                      // independent accumulators: vectorisable, shorter error chains
+constexpr int64_t kChunk = int64_t(1) << 30;  // keeps the per-chunk int32 counts exact
 
-// Sum of the valid elements of one row and their count. Masked-out elements are skipped by a
-// select, so NaN or inf padding never leaks into a row.
-template <class T, class M, class A, bool kContiguous>
-A row_sum(const RowSpan<T, M>& row, int64_t* count) {
-  const int64_t vs = kContiguous ? 1 : row.stride;
-  const int64_t ms = kContiguous ? 1 : row.mask_stride;
+// Sum of a whole row (no mask).
+template <class T, class A, int64_t kStride>
+A dense_sum(const T* v, int64_t stride, int64_t len) {
+  const int64_t vs = kStride != 0 ? kStride : stride;
   A acc[kLanes] = {};
-  int64_t cnt[kLanes] = {};
   int64_t i = 0;
-  for (; i + kLanes <= row.len; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      const A x = to_acc<A>(row.values[(i + l) * vs]);
-      const bool on = row.mask == nullptr || row.mask[(i + l) * ms] != M(0);
-      acc[l] += on ? x : A(0);
-      cnt[l] += on;
-    }
-  }
-  for (; i < row.len; ++i) {
-    const bool on = row.mask == nullptr || row.mask[i * ms] != M(0);
-    acc[0] += on ? to_acc<A>(row.values[i * vs]) : A(0);
-    cnt[0] += on;
-  }
+  for (; i + kLanes <= len; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += to_acc<A>(v[(i + l) * vs]);
+  for (; i < len; ++i) acc[0] += to_acc<A>(v[i * vs]);
+  A total = 0;
+  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  return total;
+}
+
+// Sum and count of the valid elements of a masked row. Masked-out elements are dropped by a
+// bitwise select, so NaN or inf padding never leaks into a row.
+template <class T, class M, class A, int64_t kStride>
+A masked_sum(const T* v, int64_t stride, const M* m, int64_t mask_stride, int64_t len, int64_t* count) {
+  const int64_t vs = kStride != 0 ? kStride : stride;
+  const int64_t ms = kStride != 0 ? kStride : mask_stride;
   A total = 0;
   int64_t n = 0;
-  for (int l = 0; l < kLanes; ++l) {
-    total += acc[l];
-    n += cnt[l];
+  for (int64_t start = 0; start < len; start += kChunk) {
+    const int64_t end = std::min(len, start + kChunk);
+    A acc = 0;
+    int32_t cnt = 0;
+#pragma omp simd reduction(+ : acc, cnt)
+    for (int64_t i = start; i < end; ++i) {
+      const bool on = m[i * ms] != M(0);
+      acc += select_or_zero(on, to_acc<A>(v[i * vs]));
+      cnt += int32_t(on);
+    }
+    total += acc;
+    n += cnt;
   }
   *count = n;
   return total;
+}
+
+// Row sum and valid count; contiguous rows take loops specialised for unit stride.
+template <class T, class M, class A>
+A row_sum(const RowSpan<T, M>& row, int64_t* count) {
+  const bool contiguous = row.stride == 1 && (row.mask == nullptr || row.mask_stride == 1);
+  if (row.mask == nullptr) {
+    *count = row.len;
+    return contiguous ? dense_sum<T, A, 1>(row.values, 1, row.len) : dense_sum<T, A, 0>(row.values, row.stride, row.len);
+  }
+  return contiguous ? masked_sum<T, M, A, 1>(row.values, 1, row.mask, 1, row.len, count)
+                    : masked_sum<T, M, A, 0>(row.values, row.stride, row.mask, row.mask_stride, row.len, count);
 }
 
 template <class T, class M>
@@ -123,10 +144,9 @@ void sequence_reduce_cpu(const TensorView& values, const std::optional<TensorVie
               "out: expected ", std::is_same_v<A, double> ? "float64" : "float32");
     A* o = out.ptr<A>();
     const int64_t os = out.strides[0];
-    const bool contiguous = values.strides[values.ndim - 1] == 1 && (!mask || mask->strides[1] == 1);
     for_each_row<const T, M, I>(values, mask, cu_seqlens, batch, [&](int64_t b, const RowSpan<const T, M>& row) {
       int64_t count = 0;
-      const A sum = contiguous ? row_sum<const T, M, A, true>(row, &count) : row_sum<const T, M, A, false>(row, &count);
+      const A sum = row_sum<const T, M, A>(row, &count);
       o[b * os] = reduce_finish<A>(mode, sum, count);
     });
   });
