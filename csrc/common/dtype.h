@@ -146,6 +146,15 @@ template <class T, class A> FBK_HD_INLINE T from_acc(A x) {
   }
 }
 
+// The unsigned integer holding a storage element's bits, and the conversion to it.
+template <class T> struct BitsOf { using type = T; };
+template <> struct BitsOf<bf16> { using type = uint16_t; };
+template <> struct BitsOf<f16> { using type = uint16_t; };
+template <class T> using bits_t = typename BitsOf<T>::type;
+template <class T> FBK_HD_INLINE T as_bits(T x) { return x; }
+FBK_HD_INLINE uint16_t as_bits(bf16 x) { return x.bits; }
+FBK_HD_INLINE uint16_t as_bits(f16 x) { return x.bits; }
+
 template <class T> struct TypeTag { using type = T; };
 
 // Calls f(TypeTag<T>{}) for the floating storage type T behind `dtype`.

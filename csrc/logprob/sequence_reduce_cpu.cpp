@@ -76,12 +76,30 @@ A row_sum(const RowSpan<T, M>& row, int64_t* count) {
                     : masked_sum<T, M, A, 0>(row.values, row.stride, row.mask, row.mask_stride, row.len, count);
 }
 
-template <class T, class M>
-int64_t row_count(const RowSpan<T, M>& row) {
-  if (row.mask == nullptr) return row.len;
+template <class M, int64_t kStride>
+int64_t masked_count(const M* m, int64_t stride, int64_t len) {
+  const int64_t ms = kStride != 0 ? kStride : stride;
   int64_t n = 0;
-  for (int64_t i = 0; i < row.len; ++i) n += row.on(i);
+  for (int64_t start = 0; start < len; start += kChunk) {
+    const int64_t end = std::min(len, start + kChunk);
+    int32_t cnt = 0;
+#pragma omp simd reduction(+ : cnt)
+    for (int64_t i = start; i < end; ++i) cnt += int32_t(m[i * ms] != M(0));
+    n += cnt;
+  }
   return n;
+}
+
+// Writes `on` at valid positions of a row and `off` elsewhere.
+template <class T, class M, int64_t kStride>
+void fill_row(T* v, int64_t stride, const M* m, int64_t mask_stride, int64_t len, T on, T off) {
+  const int64_t vs = kStride != 0 ? kStride : stride;
+  const int64_t ms = kStride != 0 ? kStride : mask_stride;
+  if (m == nullptr) {
+    for (int64_t i = 0; i < len; ++i) v[i * vs] = on;
+  } else {
+    for (int64_t i = 0; i < len; ++i) v[i * vs] = m[i * ms] != M(0) ? on : off;
+  }
 }
 
 // Calls body(b, RowSpan) for every row, in parallel when the input is large enough.
@@ -166,8 +184,18 @@ void sequence_reduce_backward_cpu(const TensorView& grad_out, const std::optiona
     const A* g = grad_out.ptr<const A>();
     const int64_t gs = grad_out.strides[0];
     for_each_row<T, M, I>(grad_values, mask, cu_seqlens, batch, [&](int64_t b, const RowSpan<T, M>& row) {
-      const A scale = reduce_finish<A>(mode, g[b * gs], mode == ReduceMode::Mean ? row_count(row) : 0);
-      for (int64_t i = 0; i < row.len; ++i) row.values[i * row.stride] = from_acc<T>(row.on(i) ? scale : A(0));
+      const bool contiguous = row.stride == 1 && (row.mask == nullptr || row.mask_stride == 1);
+      int64_t count = row.len;
+      if (mode == ReduceMode::Mean && row.mask != nullptr)
+        count = contiguous ? masked_count<M, 1>(row.mask, 1, row.len) : masked_count<M, 0>(row.mask, row.mask_stride, row.len);
+      const T on = from_acc<T>(reduce_finish<A>(mode, g[b * gs], count)), off = from_acc<T>(A(0));
+      // Filled through the storage bits: selects of 16-bit float structs do not vectorise.
+      using R = bits_t<T>;
+      R* dst = reinterpret_cast<R*>(row.values);
+      if (contiguous)
+        fill_row<R, M, 1>(dst, 1, row.mask, 1, row.len, as_bits(on), as_bits(off));
+      else
+        fill_row<R, M, 0>(dst, row.stride, row.mask, row.mask_stride, row.len, as_bits(on), as_bits(off));
     });
   });
 }

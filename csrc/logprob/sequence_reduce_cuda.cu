@@ -92,8 +92,8 @@ __global__ void sequence_reduce_backward_kernel(RowArgs<T, M, I> args, ReduceMod
   __shared__ A scale;
   if (threadIdx.x == 0) scale = reduce_finish<A>(mode, grad[b * gs], count);
   __syncthreads();
-  for (int64_t i = threadIdx.x; i < row.len; i += blockDim.x)
-    row.values[i * row.stride] = from_acc<T>(row.on(i) ? scale : A(0));
+  const T on = from_acc<T>(scale), off = from_acc<T>(A(0));
+  for (int64_t i = threadIdx.x; i < row.len; i += blockDim.x) row.values[i * row.stride] = row.on(i) ? on : off;
 }
 
 template <class T, class M, class I>

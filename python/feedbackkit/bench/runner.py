@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .case import Case
-from .timing import median_seconds, peak_extra_bytes, return_large_frees_to_os
+from .timing import median_seconds, peak_extra_bytes
 
 CASES_PACKAGE = "feedbackkit.benchmarks"
 
@@ -63,7 +63,6 @@ def run(
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was requested but torch sees no CUDA device")
-    return_large_frees_to_os()
     results: list[Result] = []
     for case in cases:
         if progress is not None:

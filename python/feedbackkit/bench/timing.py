@@ -6,7 +6,7 @@ import contextlib
 import ctypes
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -53,14 +53,26 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def return_large_frees_to_os() -> None:
-    """Makes glibc serve allocations of >= 64 KiB with mmap and unmap them on free, so the
-    resident-set peak tracks live tensors (otherwise freed memory is kept and reused)."""
-    with contextlib.suppress(OSError, AttributeError):
+@contextlib.contextmanager
+def large_frees_returned_to_os() -> Iterator[None]:
+    """While active, glibc serves allocations of >= 64 KiB with mmap and unmaps them on free, so
+    the resident-set peak tracks live tensors (otherwise freed memory is kept and reused).
+    Afterwards the thresholds are set to where glibc's own dynamic tuning settles (32 MiB), so
+    timings are not slowed by page faults."""
+    try:
         libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 64 * 1024)
-        libc.mallopt(m_trim_threshold, 64 * 1024)
+    except OSError:
+        yield
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 64 << 10)
+    libc.mallopt(m_trim_threshold, 64 << 10)
+    libc.malloc_trim(0)  # hands back free pages already held, so reusing them shows in the RSS
+    try:
+        yield
+    finally:
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 64 << 20)
 
 
 def peak_extra_bytes(fn: Callable[[], Any], device: torch.device) -> int | None:
@@ -77,11 +89,12 @@ def peak_extra_bytes(fn: Callable[[], Any], device: torch.device) -> int | None:
         del result
         return torch.cuda.max_memory_allocated(device) - base
     try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")
-        base = _status_kib("VmRSS")
-        result = fn()
-        peak = _status_kib("VmHWM")
+        with large_frees_returned_to_os():
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")
+            base = _status_kib("VmRSS")
+            result = fn()
+            peak = _status_kib("VmHWM")
     except (OSError, KeyError):
         return None
     del result

@@ -12,11 +12,13 @@ def sequence_reduce(
     mode: str = "sum",
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """What a PyTorch user writes: masked sum / mean computed in `dtype`; the mean of an empty
-    row is 0. Packed rows (cu_seqlens) go through index_add_ on per-token row ids."""
+    """What a PyTorch user writes: (values * mask).sum(-1), optionally divided by mask.sum(-1),
+    computed in `dtype`; the mean of an empty row is 0. Unlike the kernel, a NaN or inf at a
+    masked-out position propagates here. Packed rows (cu_seqlens) go through index_add_ on
+    per-token row ids."""
     if mask is not None:
-        valid = mask != 0
-        total = torch.where(valid, values.to(dtype), 0).sum(-1)
+        valid = (mask != 0).to(dtype)
+        total = (values.to(dtype) * valid).sum(-1)
         count = valid.sum(-1)
     else:
         lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
