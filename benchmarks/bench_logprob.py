@@ -19,7 +19,7 @@ def _lengths(batch: int, seq: int, device: torch.device) -> torch.Tensor:
     return torch.randint(seq // 4, seq + 1, (batch,), generator=generator).to(device)
 
 
-def _sequence_reduce_setup(batch: int, seq: int, dtype: str, layout: str, passes: str):
+def _sequence_reduce_setup(batch: int, seq: int, dtype: str, layout: str, passes: str, compiled: bool):
     def setup(device: torch.device) -> Workload:
         lengths = _lengths(batch, seq, device)
         if layout == "mask":
@@ -59,12 +59,17 @@ def _sequence_reduce_setup(batch: int, seq: int, dtype: str, layout: str, passes
             impls["torch.segment_reduce"] = lambda: torch.segment_reduce(
                 values.float(), "mean", offsets=cu_seqlens, axis=0, unsafe=True
             )
+        if compiled:
+            fused = torch.compile(reference.sequence_reduce, fullgraph=layout == "mask", dynamic=False)
+            impls["torch.compile"] = call(lambda: fused(values, mask, cu_seqlens, "mean", torch.float32))
         return Workload(impls=impls, baseline="torch", bytes_moved=nbytes)
 
     return setup
 
 
 def cases(quick: bool) -> list[Case]:
+    """Quick: one bf16 shape. Full: the spec's B × T grid, bf16 and fp32, both layouts, forward
+    and forward+backward, with torch.compile of the reference as a further baseline."""
     if quick:
         grid = itertools.product([256], [1024], ["bf16"], ["mask", "packed"], ["fwd", "fwd+bwd"])
     else:
@@ -76,7 +81,7 @@ def cases(quick: bool) -> list[Case]:
             family="logprob",
             op="sequence_reduce",
             params={"B": b, "T": t, "dtype": d, "layout": layout, "pass": passes},
-            setup=_sequence_reduce_setup(b, t, d, layout, passes),
+            setup=_sequence_reduce_setup(b, t, d, layout, passes, compiled=not quick),
         )
         for b, t, d, layout, passes in grid
     ]
