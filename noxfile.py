@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import platform
+import os
+import re
 from pathlib import Path
 
 import nox
@@ -51,7 +52,7 @@ def wheel(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Full CPU benchmark run; results land in benchmarks/results/."""
     session.install(*CONSTRAINTS, ".[bench]")
-    stem = RESULTS / f"cpu-{platform.node() or 'host'}"
+    stem = RESULTS / f"cpu-{_cpu_slug()}"
     session.run(
         "feedbackkit",
         "bench",
@@ -63,6 +64,17 @@ def bench(session: nox.Session) -> None:
         f"{stem}.png",
         *session.posargs,
     )
+
+
+def _cpu_slug() -> str:
+    """E.g. "AMD-EPYC-2c": the CPU model and core count, for one results file per device."""
+    model = "cpu"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return re.sub(r"[^A-Za-z0-9]+", "-", model).strip("-") + f"-{os.cpu_count()}c"
 
 
 @nox.session(venv_backend="none")
