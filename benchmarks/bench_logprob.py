@@ -60,6 +60,7 @@ def _sequence_reduce_setup(batch: int, seq: int, dtype: str, layout: str, passes
                 values.float(), "mean", offsets=cu_seqlens, axis=0, unsafe=True
             )
         if compiled:
+            torch.compiler.reset()  # a fresh cache per case, so shape changes never hit the recompile limit
             fused = torch.compile(reference.sequence_reduce, fullgraph=layout == "mask", dynamic=False)
             impls["torch.compile"] = call(lambda: fused(values, mask, cu_seqlens, "mean", torch.float32))
         return Workload(impls=impls, baseline="torch", bytes_moved=nbytes)

@@ -145,7 +145,10 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     if args.plot:
         write_plot(args.plot, results, env)
         console.print(f"wrote {args.plot}")
-    return 0
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        console.print(f"[red]{len(failed)} measurement(s) failed[/]")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,7 +118,7 @@ def missing_requirement(requirement: str) -> str | None:
     return f"{requirement}: neither an importable Python module nor a program on PATH"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Method:
     """One research method, exported by a plugin module through an entry point.
 

@@ -111,7 +111,7 @@ def write_plot(path: str | Path, results: Sequence[Result], env: dict[str, Any])
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results if r.impl != r.baseline]
+    rows = [r for r in results if r.impl != r.baseline and r.speedup is not None]
     fig, ax = plt.subplots(figsize=(10, 1.0 + 0.32 * len(rows)))
     labels = [f"{r.case} {r.impl}" for r in rows]
     ax.barh(

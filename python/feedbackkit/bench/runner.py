@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .case import Case
+from .case import Case, Workload
 from .timing import median_seconds, peak_extra_bytes
 
 CASES_PACKAGE = "feedbackkit.benchmarks"
@@ -22,11 +22,12 @@ class Result:
     case: str
     impl: str
     baseline: str
-    median_ms: float
-    speedup: float  # baseline time / this time (1.0 for the baseline itself)
+    median_ms: float | None
+    speedup: float | None  # baseline time / this time (1.0 for the baseline itself)
     peak_extra_mib: float | None
     gb_per_s: float | None
     tflop_per_s: float | None
+    error: str | None = None  # why this implementation (or the whole case) could not be measured
 
 
 def families() -> list[str]:
@@ -51,6 +52,53 @@ def discover(selected: Iterable[str] = (), *, quick: bool = False, device: str =
     return cases
 
 
+def _failed(case: Case, impl: str, baseline: str, error: BaseException) -> Result:
+    return Result(
+        case.family,
+        case.label,
+        impl,
+        baseline,
+        None,
+        None,
+        None,
+        None,
+        None,
+        error=f"{type(error).__name__}: {error}".splitlines()[0][:300],
+    )
+
+
+def _measure(case: Case, workload: Workload, dev: torch.device, *, warmup: int, repeats: int) -> list[Result]:
+    times: dict[str, float] = {}
+    failures: dict[str, BaseException] = {}
+    for name, fn in workload.impls.items():
+        try:
+            times[name] = median_seconds(fn, dev, warmup=warmup, repeats=repeats)
+        except Exception as error:
+            failures[name] = error
+    base = times.get(workload.baseline)
+    results = []
+    for name, fn in workload.impls.items():
+        if name in failures:
+            results.append(_failed(case, name, workload.baseline, failures[name]))
+            continue
+        t = times[name]
+        peak = peak_extra_bytes(fn, dev)
+        results.append(
+            Result(
+                family=case.family,
+                case=case.label,
+                impl=name,
+                baseline=workload.baseline,
+                median_ms=t * 1e3,
+                speedup=None if base is None else base / t,
+                peak_extra_mib=None if peak is None else peak / 2**20,
+                gb_per_s=None if workload.bytes_moved is None else workload.bytes_moved / t / 1e9,
+                tflop_per_s=None if workload.flops is None else workload.flops / t / 1e12,
+            )
+        )
+    return results
+
+
 def run(
     cases: Iterable[Case],
     *,
@@ -67,27 +115,11 @@ def run(
     for case in cases:
         if progress is not None:
             progress(case.label)
-        workload = case.setup(dev)
-        times = {
-            name: median_seconds(fn, dev, warmup=warmup, repeats=repeats)
-            for name, fn in workload.impls.items()
-        }
-        base = times[workload.baseline]
-        for name, fn in workload.impls.items():
-            peak = peak_extra_bytes(fn, dev)
-            t = times[name]
-            results.append(
-                Result(
-                    family=case.family,
-                    case=case.label,
-                    impl=name,
-                    baseline=workload.baseline,
-                    median_ms=t * 1e3,
-                    speedup=base / t,
-                    peak_extra_mib=None if peak is None else peak / 2**20,
-                    gb_per_s=None if workload.bytes_moved is None else workload.bytes_moved / t / 1e9,
-                    tflop_per_s=None if workload.flops is None else workload.flops / t / 1e12,
-                )
-            )
+        try:
+            workload = case.setup(dev)
+        except Exception as error:  # one broken case must not lose the others' numbers
+            results.append(_failed(case, "<setup>", "-", error))
+            continue
+        results.extend(_measure(case, workload, dev, warmup=warmup, repeats=repeats))
         del workload
     return results

@@ -1,0 +1,68 @@
+"""The benchmark harness: discovery, measurement, failure isolation, reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from feedbackkit.bench import Case, Workload, discover, run
+from feedbackkit.bench.report import environment, write_json
+from feedbackkit.bench.timing import peak_extra_bytes
+
+
+def _case(setup, name="probe") -> Case:
+    return Case(family="test", op=name, params={"n": 1}, setup=setup)
+
+
+def test_discover_finds_logprob_cases():
+    quick = discover(["logprob"], quick=True)
+    full = discover(["logprob"], quick=False)
+    assert quick and len(full) > len(quick)
+    assert all(c.family == "logprob" and c.op == "sequence_reduce" for c in full)
+    with pytest.raises(ValueError, match="unknown benchmark family"):
+        discover(["nope"])
+
+
+def test_speedup_is_relative_to_baseline():
+    x = torch.randn(1 << 16)
+    workload = Workload(
+        impls={"fast": lambda: x.sum(), "torch": lambda: torch.stack([x.sum() for _ in range(20)])},
+        bytes_moved=x.nbytes,
+    )
+    results = {r.impl: r for r in run([_case(lambda device: workload)], repeats=3)}
+    assert results["torch"].speedup == 1.0
+    assert results["fast"].speedup == pytest.approx(results["torch"].median_ms / results["fast"].median_ms)
+    assert results["fast"].gb_per_s == pytest.approx(x.nbytes / (results["fast"].median_ms * 1e-3) / 1e9)
+
+
+def test_failures_are_isolated():
+    def broken_setup(device):
+        raise RuntimeError("cannot build inputs")
+
+    def boom():
+        raise ValueError("impl exploded")
+
+    ok = Workload(impls={"feedbackkit": boom, "torch": lambda: torch.ones(3).sum()})
+    results = run([_case(broken_setup, "a"), _case(lambda device: ok, "b")], repeats=2)
+    by_impl = {(r.case, r.impl): r for r in results}
+    assert "cannot build inputs" in by_impl[("a[n=1]", "<setup>")].error
+    assert "impl exploded" in by_impl[("b[n=1]", "feedbackkit")].error
+    assert by_impl[("b[n=1]", "torch")].error is None and by_impl[("b[n=1]", "torch")].median_ms > 0
+
+
+def test_cpu_peak_memory_sees_a_large_temporary():
+    size = 64 << 20
+    peak = peak_extra_bytes(lambda: torch.ones(size // 4, dtype=torch.float32).sum(), torch.device("cpu"))
+    if peak is None:
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    assert size * 0.9 <= peak <= size * 1.5
+
+
+def test_json_has_provenance(tmp_path):
+    results = run([_case(lambda device: Workload(impls={"torch": lambda: torch.zeros(2)}))], repeats=2)
+    write_json(tmp_path / "r.json", results, environment("cpu"))
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert set(payload["environment"]) >= {"device", "device_name", "commit", "torch", "feedbackkit", "date"}
+    assert payload["results"][0]["impl"] == "torch"
