@@ -25,9 +25,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    """ruff (lint and format) on everything; mypy on the package against its real dependencies."""
+    session.install(*CONSTRAINTS, "ruff>=0.6", "mypy>=1.10", "torch", "numpy", "rich", "matplotlib")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", ".")
+    session.run("mypy")
 
 
 @nox.session

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import math
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -103,3 +105,16 @@ def test_float_to_16bit_rounding_matches_torch(dtype):
     out = feedbackkit.sequence_reduce(values, cu_seqlens=torch.arange(upstream.numel() + 1))
     out.backward(upstream)
     assert _same_floats(values.grad, upstream.to(dtype))
+
+
+def test_cuda_module_not_loaded_without_gpu():
+    if _native.gpu_count() > 0:
+        pytest.skip("a GPU is present")
+    code = (
+        "import sys, torch, feedbackkit; "
+        "feedbackkit.sequence_reduce(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool)); feedbackkit.info(); "
+        "print('feedbackkit._cuda' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -53,4 +53,4 @@ def check_choice(op: str, name: str, value: object, choices: Iterable[str]) -> s
     choices = tuple(choices)
     if value not in choices:
         raise ArgumentError(f"{op}: '{name}' must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value  # type: ignore[return-value]
+    return value

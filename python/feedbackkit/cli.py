@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -31,7 +32,7 @@ def _cmd_info(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _record_row(record: registry.Record) -> dict[str, object]:
+def _record_row(record: registry.Record) -> dict[str, Any]:
     method, entry = record.method, record.entry
     return {
         "name": entry.name,

@@ -53,7 +53,7 @@ def sequence_reduce(
     op = "sequence_reduce"
     values_t = to_torch(op, "values", values)
     mask_t, cu_t = to_torch(op, "mask", mask), to_torch(op, "cu_seqlens", cu_seqlens)
-    if check and cu_t is not None and cu_t.is_cuda:
+    if check and values_t is not None and cu_t is not None and cu_t.is_cuda:
         _ops.validate_sequence_reduce(values_t, mask_t, cu_t, mode)
         _ops.validate_cu_seqlens_values(cu_t, values_t.shape[0])
     out = torch.ops.feedbackkit.sequence_reduce(values_t, mask_t, cu_t, mode)

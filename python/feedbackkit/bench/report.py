@@ -111,16 +111,14 @@ def write_plot(path: str | Path, results: Sequence[Result], env: dict[str, Any])
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results if r.impl != r.baseline and r.speedup is not None]
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.32 * len(rows)))
-    labels = [f"{r.case} {r.impl}" for r in rows]
-    ax.barh(
-        range(len(rows)),
-        [r.speedup for r in rows],
-        color=["#2a7" if r.speedup >= 1 else "#c44" for r in rows],
-    )
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
+    bars = [
+        (f"{r.case} {r.impl}", r.speedup) for r in results if r.impl != r.baseline and r.speedup is not None
+    ]
+    speedups = [speedup for _, speedup in bars]
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.32 * len(bars)))
+    ax.barh(range(len(bars)), speedups, color=["#2a7" if s >= 1 else "#c44" for s in speedups])
+    ax.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize=7)
+    ax.set_ylim(len(bars) - 0.5, -0.5)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("speed-up over baseline (higher is better)")

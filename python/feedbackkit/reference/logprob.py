@@ -21,6 +21,8 @@ def sequence_reduce(
         total = (values.to(dtype) * valid).sum(-1)
         count = valid.sum(-1)
     else:
+        if cu_seqlens is None:
+            raise ValueError("sequence_reduce reference: give 'mask' or 'cu_seqlens'")
         lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
         rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)
         total = torch.zeros(lengths.numel(), dtype=dtype, device=values.device).index_add_(
