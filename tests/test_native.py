@@ -112,7 +112,8 @@ def test_cuda_module_not_loaded_without_gpu():
         pytest.skip("a GPU is present")
     code = (
         "import sys, torch, feedbackkit; "
-        "feedbackkit.sequence_reduce(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool)); feedbackkit.info(); "
+        "feedbackkit.sequence_reduce(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool)); "
+        "feedbackkit.info(); "
         "print('feedbackkit._cuda' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
