@@ -4,8 +4,10 @@ without a GPU driver."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -119,3 +121,32 @@ def test_cuda_module_not_loaded_without_gpu():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def _fatbin_images(path: str, tmp_path) -> set[tuple[str, int]]:
+    """(kind, arch) of every image in a module's .nv_fatbin section, e.g. ("sass", 90), ("ptx", 90)."""
+    section = tmp_path / "fatbin.bin"
+    subprocess.run(["objcopy", "-O", "binary", "--only-section=.nv_fatbin", path, str(section)], check=True)
+    data = section.read_bytes()
+    images, offset = set(), 0
+    while offset + 16 <= len(data):
+        magic, _, header_size, body_size = struct.unpack_from("<IHHQ", data, offset)
+        if magic != 0xBA55ED50:  # fatbins are 8-byte aligned; skip padding
+            offset += 8
+            continue
+        entry, end = offset + header_size, offset + header_size + body_size
+        while entry < end:
+            kind, _, entry_header_size, entry_size = struct.unpack_from("<HHIQ", data, entry)
+            (arch,) = struct.unpack_from("<I", data, entry + 28)
+            images.add(({1: "ptx", 2: "sass"}.get(kind, str(kind)), arch))
+            entry += entry_header_size + entry_size
+        offset = end
+    return images
+
+
+@pytest.mark.skipif(
+    not _build_info.CUDA_BUILT or shutil.which("objcopy") is None, reason="needs the CUDA build"
+)
+def test_cuda_module_carries_sm80_sm90_sass_and_compute90_ptx(tmp_path):
+    path = importlib.util.find_spec("feedbackkit._cuda").origin
+    assert _fatbin_images(path, tmp_path) == {("sass", 80), ("sass", 90), ("ptx", 90)}

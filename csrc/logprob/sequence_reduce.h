@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/checks.h"
+#include "common/dtype.h"
 #include "common/macros.h"
 #include "common/tensor_view.h"
 
@@ -39,6 +40,21 @@ FBK_HD_INLINE A reduce_finish(ReduceMode mode, A x, int64_t count) {
 template <class I>
 FBK_HD_INLINE bool segment_valid(const I* cu, int64_t b, int64_t batch, int64_t n) {
   return cu[0] == 0 && cu[batch] == n && cu[b] <= cu[b + 1];
+}
+
+// Resolves the element types and calls f(TypeTag<T>, TypeTag<M>, TypeTag<I>). Mask rows
+// instantiate only mask types (I = int64_t, unused) and packed rows only index types
+// (M = uint8_t, unused), which keeps the number of kernel instantiations small.
+template <class F>
+void dispatch_rows(const TensorView& values, const std::optional<TensorView>& mask,
+                   const std::optional<TensorView>& cu_seqlens, F&& f) {
+  dispatch_float(values.dtype, "values", [&](auto vt) {
+    if (mask) {
+      dispatch_mask(mask->dtype, "mask", [&](auto mt) { f(vt, mt, TypeTag<int64_t>{}); });
+    } else {
+      dispatch_index(cu_seqlens->dtype, "cu_seqlens", [&](auto it) { f(vt, TypeTag<uint8_t>{}, it); });
+    }
+  });
 }
 
 // Host-side check that cu_seqlens starts at 0, never decreases and ends at n; raises ValueError.

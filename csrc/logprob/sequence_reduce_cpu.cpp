@@ -125,23 +125,6 @@ void for_each_row(const TensorView& values, const std::optional<TensorView>& mas
   }
 }
 
-// Resolves the value, mask and index types and validates cu_seqlens, then calls f with tags.
-template <class F>
-void dispatch_rows(const TensorView& values, const std::optional<TensorView>& mask,
-                   const std::optional<TensorView>& cu_seqlens, F&& f) {
-  const DType mask_dtype = mask ? mask->dtype : DType::UInt8;
-  const DType index_dtype = cu_seqlens ? cu_seqlens->dtype : DType::Int64;
-  dispatch_float(values.dtype, "values", [&](auto vt) {
-    dispatch_mask(mask_dtype, "mask", [&](auto mt) {
-      dispatch_index(index_dtype, "cu_seqlens", [&](auto it) {
-        using I = typename decltype(it)::type;
-        if (cu_seqlens) validate_cu_seqlens_typed<I>(*cu_seqlens, values.sizes[0]);
-        f(vt, mt, it);
-      });
-    });
-  });
-}
-
 }  // namespace
 
 void validate_cu_seqlens(const TensorView& cu, int64_t n) {
@@ -153,6 +136,7 @@ void validate_cu_seqlens(const TensorView& cu, int64_t n) {
 void sequence_reduce_cpu(const TensorView& values, const std::optional<TensorView>& mask,
                          const std::optional<TensorView>& cu_seqlens, ReduceMode mode, const TensorView& out) {
   const int64_t batch = check_sequence_reduce_args(values, mask, cu_seqlens, out);
+  if (cu_seqlens) validate_cu_seqlens(*cu_seqlens, values.sizes[0]);
   dispatch_rows(values, mask, cu_seqlens, [&](auto vt, auto mt, auto it) {
     using T = typename decltype(vt)::type;
     using M = typename decltype(mt)::type;
@@ -174,6 +158,7 @@ void sequence_reduce_backward_cpu(const TensorView& grad_out, const std::optiona
                                   const std::optional<TensorView>& cu_seqlens, ReduceMode mode,
                                   const TensorView& grad_values) {
   const int64_t batch = check_sequence_reduce_args(grad_values, mask, cu_seqlens, grad_out);
+  if (cu_seqlens) validate_cu_seqlens(*cu_seqlens, grad_values.sizes[0]);
   dispatch_rows(grad_values, mask, cu_seqlens, [&](auto vt, auto mt, auto it) {
     using T = typename decltype(vt)::type;
     using M = typename decltype(mt)::type;

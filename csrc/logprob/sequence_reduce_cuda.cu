@@ -117,18 +117,6 @@ RowArgs<T, M, I> make_args(const TensorView& values, const std::optional<TensorV
   return a;
 }
 
-template <class F>
-void dispatch_rows(const TensorView& values, const std::optional<TensorView>& mask,
-                   const std::optional<TensorView>& cu_seqlens, F&& f) {
-  const DType mask_dtype = mask ? mask->dtype : DType::UInt8;
-  const DType index_dtype = cu_seqlens ? cu_seqlens->dtype : DType::Int64;
-  dispatch_float(values.dtype, "values", [&](auto vt) {
-    dispatch_mask(mask_dtype, "mask", [&](auto mt) {
-      dispatch_index(index_dtype, "cu_seqlens", [&](auto it) { f(vt, mt, it); });
-    });
-  });
-}
-
 int threads_per_row(const TensorView& values, const std::optional<TensorView>& mask, int64_t batch) {
   const int64_t per_row = mask ? values.sizes[1] : (batch > 0 ? values.sizes[0] / batch : 0);
   return threads_for(per_row);
