@@ -6,9 +6,11 @@ import json
 
 import pytest
 import torch
+from rich.console import Console
 
 from feedbackkit.bench import Case, Workload, discover, run
-from feedbackkit.bench.report import environment, write_json
+from feedbackkit.bench.peak import Peak, memory_bandwidth
+from feedbackkit.bench.report import environment, print_table, write_json
 from feedbackkit.bench.timing import peak_extra_bytes
 
 
@@ -50,6 +52,19 @@ def test_failures_are_isolated():
     assert "cannot build inputs" in by_impl[("a[n=1]", "<setup>")].error
     assert "impl exploded" in by_impl[("b[n=1]", "feedbackkit")].error
     assert by_impl[("b[n=1]", "torch")].error is None and by_impl[("b[n=1]", "torch")].median_ms > 0
+    console = Console(record=True, width=200)
+    print_table(results, environment("cpu"), console)
+    text = console.export_text()
+    assert "failed: RuntimeError: cannot build inputs" in text and "failed: ValueError: impl exploded" in text
+
+
+def test_bandwidth_fraction_uses_the_peak():
+    x = torch.randn(1 << 16)
+    workload = Workload(impls={"torch": lambda: x.sum()}, bytes_moved=x.nbytes)
+    (result,) = run([_case(lambda device: workload)], repeats=2, peak=Peak(gb_per_s=2.0, source="test"))
+    assert result.fraction_of_peak_bandwidth == pytest.approx(result.gb_per_s / 2.0)
+    measured = memory_bandwidth(torch.device("cpu"))
+    assert measured.gb_per_s > 0.1 and "measured" in measured.source
 
 
 def test_cpu_peak_memory_sees_a_large_temporary():

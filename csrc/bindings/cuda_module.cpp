@@ -17,6 +17,14 @@ PYBIND11_MODULE(_cuda, m) {
     info["archs"] = FEEDBACKKIT_CUDA_ARCHS;
     return info;
   });
+  // Theoretical DRAM bandwidth in bytes/s (double data rate × bus width), 0 if unknown.
+  m.def("peak_memory_bandwidth", [](int device) {
+    int clock_khz = 0, bus_bits = 0;
+    if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device) != cudaSuccess)
+      return 0.0;
+    return 2.0 * clock_khz * 1e3 * bus_bits / 8.0;
+  });
   m.def("device_count", [] {
     int n = 0;
     return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;

@@ -125,7 +125,10 @@ def _cmd_plugins_doctor(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    import torch
+
     from .bench import discover, run
+    from .bench.peak import memory_bandwidth
     from .bench.report import environment, print_table, write_json, write_plot
 
     try:
@@ -136,9 +139,15 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     if args.filter:
         cases = [c for c in cases if args.filter in c.label]
     repeats = args.repeats or (5 if args.quick else 15)
-    with console.status("benchmarking") as status:
-        results = run(cases, device=args.device, repeats=repeats, progress=lambda label: status.update(label))
-    env = environment(args.device)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        console.print("[red]error:[/] --device cuda was requested but torch sees no CUDA device")
+        return 2
+    with console.status("measuring the memory-bandwidth roof") as status:
+        peak = memory_bandwidth(torch.device(args.device))
+        results = run(
+            cases, device=args.device, repeats=repeats, peak=peak, progress=lambda label: status.update(label)
+        )
+    env = environment(args.device, peak)
     print_table(results, env, console)
     if args.json:
         write_json(args.json, results, env)

@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from .peak import Peak
 from .runner import Result
 
 
@@ -49,7 +50,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: str) -> dict[str, Any]:
+def environment(device: str, peak: Peak | None = None) -> dict[str, Any]:
     """Where and with what the numbers were measured."""
     if device == "cuda":
         name = torch.cuda.get_device_name()
@@ -64,6 +65,8 @@ def environment(device: str) -> dict[str, Any]:
         "numpy": version("numpy"),
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "peak_gb_per_s": None if peak is None else round(peak.gb_per_s, 1),
+        "peak_source": None if peak is None else peak.source,
     }
 
 
@@ -72,23 +75,38 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
-    out = Table(
-        title=f"feedbackkit bench — {env['device_name']} — torch {env['torch']} — {env['commit'][:12]}"
-    )
-    for column in ("case", "impl", "median ms", "speed-up vs baseline", "peak extra MiB", "GB/s"):
+    title = f"feedbackkit bench — {env['device_name']} — torch {env['torch']} — {env['commit'][:12]}"
+    if env.get("peak_gb_per_s"):
+        title += f"\npeak bandwidth {env['peak_gb_per_s']} GB/s ({env['peak_source']})"
+    out = Table(title=title)
+    for column in (
+        "case",
+        "impl",
+        "median ms",
+        "speed-up vs baseline",
+        "peak extra MiB",
+        "GB/s",
+        "% of peak BW",
+    ):
         out.add_column(column, justify="left" if column in ("case", "impl") else "right")
     previous = None
     for r in results:
-        speedup = "baseline" if r.impl == r.baseline else f"{r.speedup:.2f}x"
+        case = r.case if r.case != previous else ""
+        previous = r.case
+        if r.error is not None:
+            out.add_row(case, r.impl, f"[red]failed: {r.error}[/]", "", "", "", "")
+            continue
+        speedup = "baseline" if r.impl == r.baseline else _fmt(r.speedup, ".2f") + "x"
+        fraction = None if r.fraction_of_peak_bandwidth is None else 100 * r.fraction_of_peak_bandwidth
         out.add_row(
-            r.case if r.case != previous else "",
+            case,
             r.impl,
-            f"{r.median_ms:.4f}",
+            _fmt(r.median_ms, ".4f"),
             speedup,
             _fmt(r.peak_extra_mib, ".2f"),
             _fmt(r.gb_per_s, ".1f"),
+            _fmt(fraction, ".1f"),
         )
-        previous = r.case
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .case import Case, Workload
+from .peak import Peak, memory_bandwidth
 from .timing import median_seconds, peak_extra_bytes
 
 CASES_PACKAGE = "feedbackkit.benchmarks"
@@ -26,6 +27,7 @@ class Result:
     speedup: float | None  # baseline time / this time (1.0 for the baseline itself)
     peak_extra_mib: float | None
     gb_per_s: float | None
+    fraction_of_peak_bandwidth: float | None
     tflop_per_s: float | None
     error: str | None = None  # why this implementation (or the whole case) could not be measured
 
@@ -53,21 +55,13 @@ def discover(selected: Iterable[str] = (), *, quick: bool = False, device: str =
 
 
 def _failed(case: Case, impl: str, baseline: str, error: BaseException) -> Result:
-    return Result(
-        case.family,
-        case.label,
-        impl,
-        baseline,
-        None,
-        None,
-        None,
-        None,
-        None,
-        error=f"{type(error).__name__}: {error}".splitlines()[0][:300],
-    )
+    message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    return Result(case.family, case.label, impl, baseline, *(None,) * 6, error=message)
 
 
-def _measure(case: Case, workload: Workload, dev: torch.device, *, warmup: int, repeats: int) -> list[Result]:
+def _measure(
+    case: Case, workload: Workload, dev: torch.device, *, warmup: int, repeats: int, peak_gb_per_s: float
+) -> list[Result]:
     times: dict[str, float] = {}
     failures: dict[str, BaseException] = {}
     for name, fn in workload.impls.items():
@@ -83,6 +77,7 @@ def _measure(case: Case, workload: Workload, dev: torch.device, *, warmup: int, 
             continue
         t = times[name]
         peak = peak_extra_bytes(fn, dev)
+        gb_per_s = None if workload.bytes_moved is None else workload.bytes_moved / t / 1e9
         results.append(
             Result(
                 family=case.family,
@@ -92,7 +87,8 @@ def _measure(case: Case, workload: Workload, dev: torch.device, *, warmup: int, 
                 median_ms=t * 1e3,
                 speedup=None if base is None else base / t,
                 peak_extra_mib=None if peak is None else peak / 2**20,
-                gb_per_s=None if workload.bytes_moved is None else workload.bytes_moved / t / 1e9,
+                gb_per_s=gb_per_s,
+                fraction_of_peak_bandwidth=None if gb_per_s is None else gb_per_s / peak_gb_per_s,
                 tflop_per_s=None if workload.flops is None else workload.flops / t / 1e12,
             )
         )
@@ -106,11 +102,14 @@ def run(
     warmup: int = 3,
     repeats: int = 10,
     progress: Callable[[str], Any] | None = None,
+    peak: Peak | None = None,
 ) -> list[Result]:
-    """Times every implementation of every case on `device`; median of `repeats` samples."""
+    """Times every implementation of every case on `device`; median of `repeats` samples.
+    GB/s are also given as a fraction of `peak` (measured or looked up when not given)."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was requested but torch sees no CUDA device")
+    peak = peak or memory_bandwidth(dev)
     results: list[Result] = []
     for case in cases:
         if progress is not None:
@@ -120,6 +119,8 @@ def run(
         except Exception as error:  # one broken case must not lose the others' numbers
             results.append(_failed(case, "<setup>", "-", error))
             continue
-        results.extend(_measure(case, workload, dev, warmup=warmup, repeats=repeats))
+        results.extend(
+            _measure(case, workload, dev, warmup=warmup, repeats=repeats, peak_gb_per_s=peak.gb_per_s)
+        )
         del workload
     return results
