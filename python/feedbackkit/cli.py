@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -94,7 +95,7 @@ def _cmd_plugins_show(args: argparse.Namespace, console: Console) -> int:
         "available": method.available(),
         "missing": method.missing(),
         "extras": sorted(method.extras),
-        "doc": (method.fn.__doc__ or "").strip(),
+        "doc": inspect.getdoc(method.fn) or "",
     }
     if args.json:
         _print_json(details)
