@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "common/checks.h"
@@ -22,20 +23,26 @@ void validate_cu_seqlens_typed(const TensorView& cu, int64_t n) {
 }
 
 constexpr int64_t kParallelMinElements = 1 << 15;
-constexpr int kLanes = 8;                      // independent accumulators: vectorisable, shorter error chains
-constexpr int64_t kChunk = int64_t(1) << 30;  // keeps the per-chunk int32 counts exact
+constexpr int kLanes = 8;        // independent accumulators: vectorisable, shorter error chains
+constexpr int64_t kBlock = 1024;  // partial sums per block, then a sum of blocks: error grows with
+                                  // len/kBlock + kBlock/lanes, not len/lanes (and counts fit int32)
 
 // Sum of a whole row (no mask).
 template <class T, class A, int64_t kStride>
 A dense_sum(const T* v, int64_t stride, int64_t len) {
   const int64_t vs = kStride != 0 ? kStride : stride;
-  A acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += to_acc<A>(v[(i + l) * vs]);
-  for (; i < len; ++i) acc[0] += to_acc<A>(v[i * vs]);
   A total = 0;
-  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  for (int64_t start = 0; start < len; start += kBlock) {
+    const int64_t end = std::min(len, start + kBlock);
+    A acc[kLanes] = {};
+    int64_t i = start;
+    for (; i + kLanes <= end; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) acc[l] += to_acc<A>(v[(i + l) * vs]);
+    for (; i < end; ++i) acc[0] += to_acc<A>(v[i * vs]);
+    A block = 0;
+    for (int l = 0; l < kLanes; ++l) block += acc[l];
+    total += block;
+  }
   return total;
 }
 
@@ -47,8 +54,8 @@ A masked_sum(const T* v, int64_t stride, const M* m, int64_t mask_stride, int64_
   const int64_t ms = kStride != 0 ? kStride : mask_stride;
   A total = 0;
   int64_t n = 0;
-  for (int64_t start = 0; start < len; start += kChunk) {
-    const int64_t end = std::min(len, start + kChunk);
+  for (int64_t start = 0; start < len; start += kBlock) {
+    const int64_t end = std::min(len, start + kBlock);
     A acc = 0;
     int32_t cnt = 0;
 #pragma omp simd reduction(+ : acc, cnt)
@@ -64,6 +71,20 @@ A masked_sum(const T* v, int64_t stride, const M* m, int64_t mask_stride, int64_
   return total;
 }
 
+template <class M, int64_t kStride>
+int64_t masked_count(const M* m, int64_t stride, int64_t len) {
+  const int64_t ms = kStride != 0 ? kStride : stride;
+  int64_t n = 0;
+  for (int64_t start = 0; start < len; start += kBlock) {
+    const int64_t end = std::min(len, start + kBlock);
+    int32_t cnt = 0;
+#pragma omp simd reduction(+ : cnt)
+    for (int64_t i = start; i < end; ++i) cnt += int32_t(m[i * ms] != M(0));
+    n += cnt;
+  }
+  return n;
+}
+
 // Row sum and valid count; contiguous rows take loops specialised for unit stride.
 template <class T, class M, class A>
 A row_sum(const RowSpan<T, M>& row, int64_t* count) {
@@ -74,20 +95,6 @@ A row_sum(const RowSpan<T, M>& row, int64_t* count) {
   }
   return contiguous ? masked_sum<T, M, A, 1>(row.values, 1, row.mask, 1, row.len, count)
                     : masked_sum<T, M, A, 0>(row.values, row.stride, row.mask, row.mask_stride, row.len, count);
-}
-
-template <class M, int64_t kStride>
-int64_t masked_count(const M* m, int64_t stride, int64_t len) {
-  const int64_t ms = kStride != 0 ? kStride : stride;
-  int64_t n = 0;
-  for (int64_t start = 0; start < len; start += kChunk) {
-    const int64_t end = std::min(len, start + kChunk);
-    int32_t cnt = 0;
-#pragma omp simd reduction(+ : cnt)
-    for (int64_t i = start; i < end; ++i) cnt += int32_t(m[i * ms] != M(0));
-    n += cnt;
-  }
-  return n;
 }
 
 // Writes `on` at valid positions of a row and `off` elsewhere.
