@@ -46,11 +46,24 @@ def test_cuda_unusable_without_gpu_has_clear_error():
 
 
 @pytest.mark.parametrize("split", [0, 2, 5])
-def test_online_logsumexp_matches_direct(split):
-    values = [-1000.0, 3.5, 700.0, -2.0, 699.0]
-    expected = 700.0 + math.log(math.exp(0) + math.exp(-1) + math.exp(3.5 - 700) + math.exp(-702))
-    assert _native.cpu().testing.online_logsumexp(values, split) == pytest.approx(expected, rel=1e-15)
-    assert _native.cpu().testing.online_logsumexp([], 0) == -math.inf
+def test_softmax_stats_merge_matches_direct(split):
+    values = [-1000.0, 3.5, 80.0, -2.0, 79.0]
+    z = torch.tensor(values, dtype=torch.float64)
+    lse = torch.logsumexp(z, 0).item()
+    p = torch.softmax(z, 0)
+    entropy = -(p * torch.log_softmax(z, 0)).sum().item()
+    got_lse, got_entropy = _native.cpu().testing.softmax_stats(values, split)
+    assert got_lse == pytest.approx(lse, rel=1e-6)
+    assert got_entropy == pytest.approx(entropy, abs=1e-6)
+    assert _native.cpu().testing.softmax_stats([], 0)[0] == -math.inf
+
+
+def test_softmax_exp_is_accurate_and_safe():
+    d = torch.linspace(-87.0, 0.0, 20001).double()  # float32 arguments, exact in float64
+    got = torch.tensor([_native.cpu().testing.softmax_exp(float(x)) for x in d], dtype=torch.float64)
+    assert ((got - d.exp()) / d.exp()).abs().max().item() < 5e-7
+    assert _native.cpu().testing.softmax_exp(-math.inf) < 1e-37
+    assert math.isnan(_native.cpu().testing.softmax_exp(math.nan))
 
 
 def test_affine_composition_matches_sequential_recurrence():

@@ -7,6 +7,7 @@
 
 #include "bindings/view_caster.h"
 #include "common/math.h"
+#include "logprob/sequence_logprob.h"
 #include "logprob/sequence_reduce.h"
 
 namespace py = pybind11;
@@ -17,12 +18,19 @@ namespace {
 // GPU kernels run.
 void bind_testing(py::module_& m) {
   auto t = m.def_submodule("testing", "Shared math helpers, exposed for tests");
-  t.def("online_logsumexp", [](const std::vector<double>& xs, size_t split) {
-    fbk::OnlineLogSumExp<double> left, right;
-    for (size_t i = 0; i < xs.size(); ++i) (i < split ? left : right).add(xs[i]);
+  // (lse, entropy) of softmax(values) through SoftmaxStats: one state per element, merged
+  // left to right up to `split` and right to left after it, then the two halves merged.
+  t.def("softmax_stats", [](const std::vector<float>& xs, size_t split) {
+    fbk::SoftmaxStats<float> left, right;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      fbk::SoftmaxStats<float> one{xs[i], 1.0f, 0.0f};
+      if (i < split) left.merge(one);
+    }
+    for (size_t i = xs.size(); i-- > split;) right.merge(fbk::SoftmaxStats<float>{xs[i], 1.0f, 0.0f});
     left.merge(right);
-    return left.value();
+    return std::make_pair(left.lse(), left.entropy());
   }, py::arg("values"), py::arg("split"));
+  t.def("softmax_exp", [](float d) { return fbk::softmax_exp(d); }, py::arg("d"));
   t.def("affine_compose", [](const std::vector<std::pair<double, double>>& maps, double x) {
     fbk::AffineMap<double> total;  // identity
     for (const auto& [a, b] : maps) total = fbk::AffineMap<double>{a, b}.after(total);
@@ -46,6 +54,22 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     fbk::sequence_reduce_backward_cpu(grad_out, mask, cu_seqlens, static_cast<fbk::ReduceMode>(mode), grad_values);
   });
+  m.def("sequence_logprob", [](const fbk::TensorView& logits, const fbk::TensorView& labels, int64_t ignore_index,
+                               double temperature, const fbk::TensorView& logp, const fbk::TensorView& entropy,
+                               const fbk::TensorView& lse) {
+    py::gil_scoped_release release;
+    fbk::sequence_logprob_cpu(logits, labels, ignore_index, temperature, logp, entropy, lse);
+  });
+  m.def("sequence_logprob_backward",
+        [](const fbk::TensorView& grad_logp, std::optional<fbk::TensorView> grad_entropy,
+           std::optional<fbk::TensorView> grad_lse, const fbk::TensorView& logits, const fbk::TensorView& labels,
+           const fbk::TensorView& entropy, const fbk::TensorView& lse, int64_t ignore_index, double temperature,
+           const fbk::TensorView& grad_logits) {
+          py::gil_scoped_release release;
+          fbk::sequence_logprob_backward_cpu(grad_logp, grad_entropy, grad_lse, logits, labels, entropy, lse,
+                                             ignore_index, temperature, grad_logits);
+        });
+  m.def("validate_labels", &fbk::validate_labels, py::arg("labels"), py::arg("vocab"), py::arg("ignore_index"));
   m.def("validate_cu_seqlens", &fbk::validate_cu_seqlens, py::arg("cu_seqlens"), py::arg("n"));
   bind_testing(m);
 }

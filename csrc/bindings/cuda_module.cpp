@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings/view_caster.h"
+#include "logprob/sequence_logprob.h"
 #include "logprob/sequence_reduce.h"
 
 namespace py = pybind11;
@@ -40,4 +41,17 @@ PYBIND11_MODULE(_cuda, m) {
     fbk::sequence_reduce_backward_cuda(grad_out, mask, cu_seqlens, static_cast<fbk::ReduceMode>(mode), grad_values,
                                        stream);
   });
+  m.def("sequence_logprob", [](const fbk::TensorView& logits, const fbk::TensorView& labels, int64_t ignore_index,
+                               double temperature, const fbk::TensorView& logp, const fbk::TensorView& entropy,
+                               const fbk::TensorView& lse, uintptr_t stream) {
+    fbk::sequence_logprob_cuda(logits, labels, ignore_index, temperature, logp, entropy, lse, stream);
+  });
+  m.def("sequence_logprob_backward",
+        [](const fbk::TensorView& grad_logp, std::optional<fbk::TensorView> grad_entropy,
+           std::optional<fbk::TensorView> grad_lse, const fbk::TensorView& logits, const fbk::TensorView& labels,
+           const fbk::TensorView& entropy, const fbk::TensorView& lse, int64_t ignore_index, double temperature,
+           const fbk::TensorView& grad_logits, uintptr_t stream) {
+          fbk::sequence_logprob_backward_cuda(grad_logp, grad_entropy, grad_lse, logits, labels, entropy, lse,
+                                              ignore_index, temperature, grad_logits, stream);
+        });
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common/dtype.h"
+#include "common/macros.h"
 
 namespace fbk {
 
@@ -29,5 +30,32 @@ struct TensorView {
   }
   template <class T> T* ptr() const { return static_cast<T*>(data); }
 };
+
+// Element offset of row r of the first `ndim` dimensions of a view, with arbitrary strides:
+// rows of [B, T-1, V] sliced out of [B, T, V] are addressed without a copy.
+struct RowIndexer {
+  int ndim = 0;
+  int64_t sizes[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+
+  FBK_HD int64_t offset(int64_t row) const {
+    int64_t off = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      off += (row % sizes[d]) * strides[d];
+      row /= sizes[d];
+    }
+    return off;
+  }
+};
+
+inline RowIndexer row_indexer(const TensorView& v, int ndim) {
+  RowIndexer r;
+  r.ndim = ndim;
+  for (int d = 0; d < ndim; ++d) {
+    r.sizes[d] = v.sizes[d];
+    r.strides[d] = v.strides[d];
+  }
+  return r;
+}
 
 }  // namespace fbk

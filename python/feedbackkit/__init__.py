@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import ops, registry
 from ._checks import ArgumentError
 from .info import info
-from .logprob import sequence_reduce
+from .logprob import sequence_logprob, sequence_reduce
 from .plugin import Method, Paper
 
 try:
@@ -15,4 +15,14 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ArgumentError", "Method", "Paper", "__version__", "info", "ops", "registry", "sequence_reduce"]
+__all__ = [
+    "ArgumentError",
+    "Method",
+    "Paper",
+    "__version__",
+    "info",
+    "ops",
+    "registry",
+    "sequence_logprob",
+    "sequence_reduce",
+]

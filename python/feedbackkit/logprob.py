@@ -9,7 +9,7 @@ import torch
 from ._arrays import ArrayLike, like_input, to_torch
 from .ops import logprob as _ops
 
-__all__ = ["sequence_reduce"]
+__all__ = ["sequence_logprob", "sequence_reduce"]
 
 
 def sequence_reduce(
@@ -58,3 +58,51 @@ def sequence_reduce(
         _ops.validate_cu_seqlens_values(cu_t, values_t.shape[0])
     out = torch.ops.feedbackkit.sequence_reduce(values_t, mask_t, cu_t, mode)
     return like_input(out, values)
+
+
+def sequence_logprob(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    return_lse: bool = False,
+    check: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Per-token log-probabilities of `labels` under softmax(logits / temperature).
+
+    With z = logits / T computed in fp32 (fp64 for fp64 logits) inside the kernel:
+
+    - ``logp[..., k] = z[..., labels[..., k]] − logsumexp(z)``, clamped to ≤ 0; 0 (and zero
+      gradient) where the label equals ``ignore_index``;
+    - ``entropy = −Σ_j p_j log p_j`` with p = softmax(z) (``return_entropy=True``), differentiable;
+    - ``lse = logsumexp(z)`` (``return_lse=True``), differentiable.
+
+    A token whose labels are all ignored is skipped entirely: entropy and lse are 0 there.
+
+    Args:
+        logits: ``[..., V]`` float32, bfloat16, float16 or float64, any strides (a sliced
+            ``logits[:, :-1]`` is read in place, never copied).
+        labels: int32 or int64, shape ``[...]`` (one label per token) or ``[..., K]`` (K labels
+            per token: the top-k variant). Values in [0, V) or ``ignore_index``: always verified
+            on the CPU (ValueError otherwise); on CUDA only with ``check=True`` (a host sync),
+            otherwise a bad label gives NaN for that token and its row's gradient, never an
+            out-of-bounds read.
+        temperature: finite and > 0; applied in fp32, never by dividing low-precision logits.
+
+    Returns:
+        logp (float32, float64 for float64 logits; shape of `labels`), then entropy and lse
+        (shape of the leading dims) if requested, as a tuple. Backward takes any per-token
+        upstream gradient and writes d logits in the logits dtype (computed in fp32); only the
+        per-token lse and entropy are saved for it (8 bytes per token).
+    """
+    if check and isinstance(labels, torch.Tensor) and labels.is_cuda and isinstance(logits, torch.Tensor):
+        _ops.validate_sequence_logprob(logits, labels, temperature)
+        _ops.validate_labels_values(labels, logits.shape[-1], ignore_index)
+    logp, entropy, lse = torch.ops.feedbackkit.sequence_logprob(
+        logits, labels, ignore_index, float(temperature)
+    )
+    if not (return_entropy or return_lse):
+        return logp
+    return (logp, *([entropy] if return_entropy else []), *([lse] if return_lse else []))

@@ -166,9 +166,139 @@ def _register() -> None:
 
 _register()
 
+
+# ---- sequence_logprob ------------------------------------------------------------------------
+
+LIB.define(
+    "sequence_logprob(Tensor logits, Tensor labels, int ignore_index, float temperature) "
+    "-> (Tensor logp, Tensor entropy, Tensor lse)"
+)
+LIB.define(
+    "sequence_logprob_backward(Tensor grad_logp, Tensor? grad_entropy, Tensor? grad_lse, Tensor logits, "
+    "Tensor labels, Tensor entropy, Tensor lse, int ignore_index, float temperature) -> Tensor"
+)
+
+LOGIT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def validate_sequence_logprob(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> None:
+    """Checks dtypes, shapes, devices and the temperature of sequence_logprob."""
+    op = "sequence_logprob"
+    check_tensor(op, "logits", logits, dtypes=LOGIT_DTYPES)
+    check_tensor(op, "labels", labels, dtypes=INDEX_DTYPES)
+    if logits.dim() < 1 or logits.shape[-1] < 1:
+        raise ArgumentError(f"{op}: 'logits' must be [..., V] with V >= 1; got shape {list(logits.shape)}")
+    lead = logits.shape[:-1]
+    if labels.shape != lead and (labels.dim() != logits.dim() or labels.shape[:-1] != lead):
+        raise ArgumentError(
+            f"{op}: 'labels' must have shape {list(lead)} (one label per token) or {[*lead, 'K']} "
+            f"(K labels per token) for 'logits' of shape {list(logits.shape)}; got {list(labels.shape)}"
+        )
+    if not (temperature > 0 and temperature < float("inf")):
+        raise ArgumentError(f"{op}: 'temperature' must be a finite number > 0; got {temperature}")
+    check_same_device(op, "logits", {"logits": logits, "labels": labels})
+
+
+def _sequence_logprob_fake(logits, labels, ignore_index, temperature):
+    validate_sequence_logprob(logits, labels, temperature)
+    dtype = stat_dtype(logits.dtype)
+    lead = logits.shape[:-1]
+    return (
+        logits.new_empty(labels.shape, dtype=dtype),
+        logits.new_empty(lead, dtype=dtype),
+        logits.new_empty(lead, dtype=dtype),
+    )
+
+
+def _sequence_logprob_impl(logits, labels, ignore_index, temperature):
+    logp, entropy, lse = _sequence_logprob_fake(logits, labels, ignore_index, temperature)
+    launch(
+        "sequence_logprob",
+        logits,
+        view(logits),
+        view(labels),
+        ignore_index,
+        temperature,
+        view(logp),
+        view(entropy),
+        view(lse),
+    )
+    return logp, entropy, lse
+
+
+def _sequence_logprob_backward_fake(
+    grad_logp, grad_entropy, grad_lse, logits, labels, entropy, lse, ignore_index, temperature
+):
+    return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+
+def _sequence_logprob_backward_impl(
+    grad_logp, grad_entropy, grad_lse, logits, labels, entropy, lse, ignore_index, temperature
+):
+    grad_logits = _sequence_logprob_backward_fake(
+        grad_logp, grad_entropy, grad_lse, logits, labels, entropy, lse, ignore_index, temperature
+    )
+    launch(
+        "sequence_logprob_backward",
+        logits,
+        view(grad_logp),
+        optional_view(grad_entropy),
+        optional_view(grad_lse),
+        view(logits),
+        view(labels),
+        view(entropy),
+        view(lse),
+        ignore_index,
+        temperature,
+        view(grad_logits),
+    )
+    return grad_logits
+
+
+def _setup_logprob_context(ctx, inputs, output):
+    logits, labels, ignore_index, temperature = inputs
+    _, entropy, lse = output
+    ctx.save_for_backward(logits, labels, entropy, lse)
+    ctx.ignore_index = ignore_index
+    ctx.temperature = temperature
+
+
+def _logprob_backward(ctx, grad_logp, grad_entropy, grad_lse):
+    logits, labels, entropy, lse = ctx.saved_tensors
+    if grad_logp is None:
+        grad_logp = torch.zeros_like(labels, dtype=lse.dtype)
+    grad_logits = torch.ops.feedbackkit.sequence_logprob_backward(
+        grad_logp, grad_entropy, grad_lse, logits, labels, entropy, lse, ctx.ignore_index, ctx.temperature
+    )
+    return grad_logits, None, None, None
+
+
+def validate_labels_values(labels: torch.Tensor, vocab: int, ignore_index: int) -> None:
+    """Host-side range check of labels (copies them to the CPU: a host sync on CUDA)."""
+    _native.cpu().validate_labels(view(labels.cpu()), vocab, ignore_index)
+
+
+def _register_sequence_logprob() -> None:
+    for device in ("CPU", "CUDA"):
+        LIB.impl("sequence_logprob", _sequence_logprob_impl, device)
+        LIB.impl("sequence_logprob_backward", _sequence_logprob_backward_impl, device)
+    torch.library.register_fake("feedbackkit::sequence_logprob", _sequence_logprob_fake, lib=LIB)
+    torch.library.register_fake(
+        "feedbackkit::sequence_logprob_backward", _sequence_logprob_backward_fake, lib=LIB
+    )
+    torch.library.register_autograd(
+        "feedbackkit::sequence_logprob", _logprob_backward, setup_context=_setup_logprob_context, lib=LIB
+    )
+
+
+_register_sequence_logprob()
+
 __all__: Sequence[str] = [
+    "LOGIT_DTYPES",
     "REDUCE_MODES",
     "stat_dtype",
     "validate_cu_seqlens_values",
+    "validate_labels_values",
+    "validate_sequence_logprob",
     "validate_sequence_reduce",
 ]
