@@ -10,6 +10,7 @@ namespace fbk {
 namespace {
 
 constexpr int64_t kBlock = 1024;  // blocked partial sums keep fp32 error independent of V
+constexpr int kLanes = 8;
 
 // The labels of one token: label(i) for i < k, strided.
 template <class I>
@@ -22,14 +23,22 @@ struct TokenLabels {
 
 // Max, then blocked sums of exp(z - m) and exp(z - m) * (z - m), z = x / temperature.
 template <class T, class A, int64_t kStride>
-SoftmaxStats<A> row_stats(const T* x, int64_t stride, int64_t vocab, A inv_t) {
+FBK_CPU_CLONES SoftmaxStats<A> row_stats(const T* x, int64_t stride, int64_t vocab, A inv_t) {
   const int64_t vs = kStride != 0 ? kStride : stride;
+  A lanes[kLanes];
+  for (int l = 0; l < kLanes; ++l) lanes[l] = -INFINITY;
+  int64_t j = 0;
+  for (; j + kLanes <= vocab; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const A z = to_acc<A>(x[(j + l) * vs]);
+      lanes[l] = z > lanes[l] ? z : lanes[l];
+    }
   A m = -INFINITY;
-#pragma omp simd reduction(max : m)
-  for (int64_t j = 0; j < vocab; ++j) {
+  for (; j < vocab; ++j) {
     const A z = to_acc<A>(x[j * vs]);
     m = z > m ? z : m;
   }
+  for (int l = 0; l < kLanes; ++l) m = lanes[l] > m ? lanes[l] : m;
   m *= inv_t;
   A s = 0, t = 0;
   for (int64_t start = 0; start < vocab; start += kBlock) {
@@ -49,7 +58,7 @@ SoftmaxStats<A> row_stats(const T* x, int64_t stride, int64_t vocab, A inv_t) {
 }
 
 template <class T, class A, int64_t kStride>
-void row_grad(const T* x, int64_t stride, T* dx, int64_t dstride, int64_t vocab, A inv_t, A lse, A coef, A g_entropy,
+FBK_CPU_CLONES void row_grad(const T* x, int64_t stride, T* dx, int64_t dstride, int64_t vocab, A inv_t, A lse, A coef, A g_entropy,
               A entropy) {
   const int64_t vs = kStride != 0 ? kStride : stride;
   const int64_t ds = kStride != 0 ? kStride : dstride;

@@ -29,7 +29,7 @@ constexpr int64_t kBlock = 1024;  // partial sums per block, then a sum of block
 
 // Sum of a whole row (no mask).
 template <class T, class A, int64_t kStride>
-A dense_sum(const T* v, int64_t stride, int64_t len) {
+FBK_CPU_CLONES A dense_sum(const T* v, int64_t stride, int64_t len) {
   const int64_t vs = kStride != 0 ? kStride : stride;
   A total = 0;
   for (int64_t start = 0; start < len; start += kBlock) {
@@ -49,7 +49,7 @@ A dense_sum(const T* v, int64_t stride, int64_t len) {
 // Sum and count of the valid elements of a masked row. Masked-out elements are dropped by a
 // bitwise select, so NaN or inf padding never leaks into a row.
 template <class T, class M, class A, int64_t kStride>
-A masked_sum(const T* v, int64_t stride, const M* m, int64_t mask_stride, int64_t len, int64_t* count) {
+FBK_CPU_CLONES A masked_sum(const T* v, int64_t stride, const M* m, int64_t mask_stride, int64_t len, int64_t* count) {
   const int64_t vs = kStride != 0 ? kStride : stride;
   const int64_t ms = kStride != 0 ? kStride : mask_stride;
   A total = 0;
@@ -72,7 +72,7 @@ A masked_sum(const T* v, int64_t stride, const M* m, int64_t mask_stride, int64_
 }
 
 template <class M, int64_t kStride>
-int64_t masked_count(const M* m, int64_t stride, int64_t len) {
+FBK_CPU_CLONES int64_t masked_count(const M* m, int64_t stride, int64_t len) {
   const int64_t ms = kStride != 0 ? kStride : stride;
   int64_t n = 0;
   for (int64_t start = 0; start < len; start += kBlock) {
@@ -99,7 +99,7 @@ A row_sum(const RowSpan<T, M>& row, int64_t* count) {
 
 // Writes `on` at valid positions of a row and `off` elsewhere.
 template <class T, class M, int64_t kStride>
-void fill_row(T* v, int64_t stride, const M* m, int64_t mask_stride, int64_t len, T on, T off) {
+FBK_CPU_CLONES void fill_row(T* v, int64_t stride, const M* m, int64_t mask_stride, int64_t len, T on, T off) {
   const int64_t vs = kStride != 0 ? kStride : stride;
   const int64_t ms = kStride != 0 ? kStride : mask_stride;
   if (m == nullptr) {
