@@ -43,8 +43,8 @@ def _sequence_reduce_setup(batch: int, seq: int, dtype: str, layout: str, passes
             def run():
                 out = fn()
                 if backward:
-                    values.grad = None
                     out.sum().backward()
+                    values.grad = None  # each call starts clean, so its peak includes the gradient
                 return out
 
             return run
@@ -68,7 +68,92 @@ def _sequence_reduce_setup(batch: int, seq: int, dtype: str, layout: str, passes
     return setup
 
 
+def _sequence_logprob_setup(n: int, vocab: int, dtype: str, passes: str, entropy: bool, compiled: bool):
+    def setup(device: torch.device) -> Workload:
+        generator = torch.Generator(device=device).manual_seed(n + vocab)
+        logits = torch.randn(n, vocab, device=device, generator=generator).to(DTYPES[dtype])
+        labels = torch.randint(0, vocab, (n,), device=device, generator=generator)
+        backward = passes == "fwd+bwd"
+        logits.requires_grad_(backward)
+        nbytes = logits.nbytes * (3 if backward else 1) + labels.nbytes + n * 4 * (3 if entropy else 1)
+
+        def call(fn):
+            def run():
+                out = fn()
+                if backward:
+                    torch.autograd.backward(out, [torch.ones_like(t) for t in out])
+                    logits.grad = None  # each call starts clean, so its peak includes the gradient
+                return out
+
+            return run
+
+        def ours():
+            out = feedbackkit.sequence_logprob(logits, labels, return_entropy=entropy)
+            return out if entropy else (out,)
+
+        def eager():
+            logp, ent, _ = reference.sequence_logprob(
+                logits, labels, dtype=torch.float32, entropy=entropy, lse=False
+            )
+            return (logp, ent) if entropy else (logp,)
+
+        impls = {"feedbackkit": call(ours), "torch": call(eager)}
+        if not entropy:
+            impls["torch.cross_entropy"] = call(
+                lambda: (-torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none"),)
+            )
+        if compiled:
+            torch.compiler.reset()
+            fused = torch.compile(reference.sequence_logprob, fullgraph=True, dynamic=False)
+
+            def compiled_call():
+                logp, ent, _ = fused(logits, labels, -100, 1.0, torch.float32, entropy, False)
+                return (logp, ent) if entropy else (logp,)
+
+            impls["torch.compile"] = call(compiled_call)
+        return Workload(impls=impls, baseline="torch", bytes_moved=nbytes)
+
+    return setup
+
+
+def _logprob_cases(quick: bool) -> list[Case]:
+    """CPU: the issue's target shape (N=4096, V=32000). CUDA: the spec's grid."""
+    if quick:
+        grids = [
+            ("cpu", [(1024, 32000)], ["bf16"], ["fwd+bwd"], [False]),
+            ("cuda", [(8192, 128256)], ["bf16"], ["fwd", "fwd+bwd"], [False]),
+        ]
+    else:
+        grids = [
+            ("cpu", [(4096, 32000)], ["fp32", "bf16"], ["fwd", "fwd+bwd"], [False, True]),
+            (
+                "cuda",
+                [(n, v) for n in (4096, 8192, 16384) for v in (32000, 128256)],
+                ["bf16", "fp32"],
+                ["fwd", "fwd+bwd"],
+                [False, True],
+            ),
+        ]
+    out = []
+    for device, shapes, dtypes, passes_list, entropies in grids:
+        for (n, v), d, passes, entropy in itertools.product(shapes, dtypes, passes_list, entropies):
+            out.append(
+                Case(
+                    family="logprob",
+                    op="sequence_logprob",
+                    params={"N": n, "V": v, "dtype": d, "pass": passes, "entropy": entropy},
+                    setup=_sequence_logprob_setup(n, v, d, passes, entropy, compiled=not quick),
+                    devices=(device,),
+                )
+            )
+    return out
+
+
 def cases(quick: bool) -> list[Case]:
+    return _reduce_cases(quick) + _logprob_cases(quick)
+
+
+def _reduce_cases(quick: bool) -> list[Case]:
     """Quick: one bf16 shape. Full: the spec's B × T grid, bf16 and fp32, both layouts, forward
     and forward+backward, with torch.compile of the reference as a further baseline."""
     if quick:

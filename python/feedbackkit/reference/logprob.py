@@ -40,18 +40,20 @@ def sequence_logprob(
     ignore_index: int = -100,
     temperature: float = 1.0,
     dtype: torch.dtype = torch.float64,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    entropy: bool = True,
+    lse: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """What a PyTorch user writes: log_softmax(logits.to(dtype) / T) gathered at the labels,
-    plus entropy and log-sum-exp. Returns (logp, entropy, lse) in `dtype`; ignored labels give
-    logp 0 and tokens whose labels are all ignored give entropy and lse 0."""
-    z = logits.to(dtype) / temperature
+    plus (when asked) the entropy and log-sum-exp. Returns (logp, entropy, lse) in `dtype`, None
+    for what was not asked; ignored labels give logp 0 and tokens whose labels are all ignored
+    give entropy and lse 0."""
+    z = logits.to(dtype) / temperature if temperature != 1.0 else logits.to(dtype)
     log_probs = torch.log_softmax(z, dim=-1)
     topk = labels.dim() == logits.dim()
     idx = labels if topk else labels.unsqueeze(-1)
     ignored = idx == ignore_index
     logp = log_probs.gather(-1, idx.masked_fill(ignored, 0).long()).masked_fill(ignored, 0)
-    entropy = -(log_probs.exp() * log_probs).sum(-1)
-    lse = torch.logsumexp(z, dim=-1)
     skipped = ignored.all(-1)
-    entropy, lse = entropy.masked_fill(skipped, 0), lse.masked_fill(skipped, 0)
-    return (logp if topk else logp.squeeze(-1)), entropy, lse
+    token_entropy = -(log_probs.exp() * log_probs).sum(-1).masked_fill(skipped, 0) if entropy else None
+    token_lse = torch.logsumexp(z, dim=-1).masked_fill(skipped, 0) if lse else None
+    return (logp if topk else logp.squeeze(-1)), token_entropy, token_lse
