@@ -7,6 +7,7 @@
 
 #include "bindings/view_caster.h"
 #include "common/math.h"
+#include "logprob/linear_logprob.h"
 #include "logprob/sequence_logprob.h"
 #include "logprob/sequence_reduce.h"
 
@@ -68,6 +69,22 @@ PYBIND11_MODULE(_C, m) {
           py::gil_scoped_release release;
           fbk::sequence_logprob_backward_cpu(grad_logp, grad_entropy, grad_lse, logits, labels, entropy, lse,
                                              ignore_index, temperature, grad_logits);
+        });
+  m.def("linear_logprob_tile_forward",
+        [](const fbk::TensorView& tile, const fbk::TensorView& labels, int64_t v0, int64_t ignore_index,
+           double temperature, const fbk::TensorView& m_, const fbk::TensorView& s, const fbk::TensorView& t,
+           const fbk::TensorView& label_logit) {
+          py::gil_scoped_release release;
+          fbk::linear_logprob_tile_forward_cpu(tile, labels, v0, ignore_index, temperature, m_, s, t, label_logit);
+        });
+  m.def("linear_logprob_tile_backward",
+        [](const fbk::TensorView& tile, const fbk::TensorView& labels, int64_t v0, int64_t ignore_index,
+           double temperature, const fbk::TensorView& lse, const fbk::TensorView& entropy,
+           const fbk::TensorView& coef, const fbk::TensorView& grad_entropy, const fbk::TensorView& grad_logp,
+           const fbk::TensorView& grad_tile) {
+          py::gil_scoped_release release;
+          fbk::linear_logprob_tile_backward_cpu(tile, labels, v0, ignore_index, temperature, lse, entropy, coef,
+                                                grad_entropy, grad_logp, grad_tile);
         });
   m.def("validate_labels", &fbk::validate_labels, py::arg("labels"), py::arg("vocab"), py::arg("ignore_index"));
   m.def("validate_cu_seqlens", &fbk::validate_cu_seqlens, py::arg("cu_seqlens"), py::arg("n"));

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings/view_caster.h"
+#include "logprob/linear_logprob.h"
 #include "logprob/sequence_logprob.h"
 #include "logprob/sequence_reduce.h"
 
@@ -53,5 +54,20 @@ PYBIND11_MODULE(_cuda, m) {
            const fbk::TensorView& grad_logits, uintptr_t stream) {
           fbk::sequence_logprob_backward_cuda(grad_logp, grad_entropy, grad_lse, logits, labels, entropy, lse,
                                               ignore_index, temperature, grad_logits, stream);
+        });
+  m.def("linear_logprob_tile_forward",
+        [](const fbk::TensorView& tile, const fbk::TensorView& labels, int64_t v0, int64_t ignore_index,
+           double temperature, const fbk::TensorView& m_, const fbk::TensorView& s, const fbk::TensorView& t,
+           const fbk::TensorView& label_logit, uintptr_t stream) {
+          fbk::linear_logprob_tile_forward_cuda(tile, labels, v0, ignore_index, temperature, m_, s, t, label_logit,
+                                                stream);
+        });
+  m.def("linear_logprob_tile_backward",
+        [](const fbk::TensorView& tile, const fbk::TensorView& labels, int64_t v0, int64_t ignore_index,
+           double temperature, const fbk::TensorView& lse, const fbk::TensorView& entropy,
+           const fbk::TensorView& coef, const fbk::TensorView& grad_entropy, const fbk::TensorView& grad_logp,
+           const fbk::TensorView& grad_tile, uintptr_t stream) {
+          fbk::linear_logprob_tile_backward_cuda(tile, labels, v0, ignore_index, temperature, lse, entropy, coef,
+                                                 grad_entropy, grad_logp, grad_tile, stream);
         });
 }

@@ -5,12 +5,11 @@
 #include "common/dtype.h"
 #include "common/math.h"
 #include "logprob/sequence_logprob.h"
+#include "logprob/softmax_rows_cpu.h"
 
 namespace fbk {
 namespace {
 
-constexpr int64_t kBlock = 1024;  // blocked partial sums keep fp32 error independent of V
-constexpr int kLanes = 8;
 
 // The labels of one token: label(i) for i < k, strided.
 template <class I>
@@ -20,52 +19,6 @@ struct TokenLabels {
   int64_t k;
   int64_t at(int64_t i) const { return int64_t(base[i * stride]); }
 };
-
-// Max, then blocked sums of exp(z - m) and exp(z - m) * (z - m), z = x / temperature.
-template <class T, class A, int64_t kStride>
-FBK_CPU_CLONES SoftmaxStats<A> row_stats(const T* x, int64_t stride, int64_t vocab, A inv_t) {
-  const int64_t vs = kStride != 0 ? kStride : stride;
-  A lanes[kLanes];
-  for (int l = 0; l < kLanes; ++l) lanes[l] = -INFINITY;
-  int64_t j = 0;
-  for (; j + kLanes <= vocab; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const A z = to_acc<A>(x[(j + l) * vs]);
-      lanes[l] = z > lanes[l] ? z : lanes[l];
-    }
-  A m = -INFINITY;
-  for (; j < vocab; ++j) {
-    const A z = to_acc<A>(x[j * vs]);
-    m = z > m ? z : m;
-  }
-  for (int l = 0; l < kLanes; ++l) m = lanes[l] > m ? lanes[l] : m;
-  m *= inv_t;
-  A s = 0, t = 0;
-  for (int64_t start = 0; start < vocab; start += kBlock) {
-    const int64_t end = std::min(vocab, start + kBlock);
-    A bs = 0, bt = 0;
-#pragma omp simd reduction(+ : bs, bt)
-    for (int64_t j = start; j < end; ++j) {
-      const A d = softmax_floor(to_acc<A>(x[j * vs]) * inv_t - m);
-      const A e = softmax_exp(d);
-      bs += e;
-      bt += e * d;
-    }
-    s += bs;
-    t += bt;
-  }
-  return SoftmaxStats<A>{m, s, t};
-}
-
-template <class T, class A, int64_t kStride>
-FBK_CPU_CLONES void row_grad(const T* x, int64_t stride, T* dx, int64_t dstride, int64_t vocab, A inv_t, A lse, A coef, A g_entropy,
-              A entropy) {
-  const int64_t vs = kStride != 0 ? kStride : stride;
-  const int64_t ds = kStride != 0 ? kStride : dstride;
-#pragma omp simd
-  for (int64_t j = 0; j < vocab; ++j)
-    dx[j * ds] = from_acc<T>(softmax_grad(to_acc<A>(x[j * vs]) * inv_t - lse, coef, g_entropy, entropy) * inv_t);
-}
 
 template <class I>
 void validate_labels_typed(const TensorView& labels, int64_t vocab, int64_t ignore_index) {
@@ -115,8 +68,7 @@ void sequence_logprob_cpu(const TensorView& logits, const TensorView& labels, in
           out_entropy[r] = out_lse[r] = 0;
           continue;
         }
-        const SoftmaxStats<A> st = vs == 1 ? row_stats<T, A, 1>(x, 1, a.vocab, inv_t)
-                                           : row_stats<T, A, 0>(x, vs, a.vocab, inv_t);
+        const SoftmaxStats<A> st = row_stats(x, vs, a.vocab, inv_t);
         const A row_lse = st.lse();
         out_lse[r] = row_lse;
         out_entropy[r] = st.entropy();
@@ -170,10 +122,7 @@ void sequence_logprob_backward_cpu(const TensorView& grad_logp, const std::optio
         const A g_entropy = grad_entropy ? grad_entropy->ptr<const A>()[hrows.offset(r)] : A(0);
         if (grad_lse) coef -= grad_lse->ptr<const A>()[lrows.offset(r)];
         const A row_lse = lse.ptr<const A>()[r], row_entropy = entropy.ptr<const A>()[r];
-        if (vs == 1 && ds == 1)
-          row_grad<T, A, 1>(x, 1, dx, 1, a.vocab, inv_t, row_lse, coef, g_entropy, row_entropy);
-        else
-          row_grad<T, A, 0>(x, vs, dx, ds, a.vocab, inv_t, row_lse, coef, g_entropy, row_entropy);
+        row_grad(x, vs, dx, ds, a.vocab, inv_t, row_lse, coef, g_entropy, row_entropy);
         // Label entries get their one-hot terms, recomputed in full precision (several k may
         // share a label).
         for (int64_t i = 0; i < a.k; ++i) {

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import ops, registry
 from ._checks import ArgumentError
 from .info import info
-from .logprob import sequence_logprob, sequence_reduce
+from .logprob import linear_logprob, sequence_logprob, sequence_reduce
 from .plugin import Method, Paper
 
 try:
@@ -21,6 +21,7 @@ __all__ = [
     "Paper",
     "__version__",
     "info",
+    "linear_logprob",
     "ops",
     "registry",
     "sequence_logprob",

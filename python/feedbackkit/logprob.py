@@ -7,9 +7,10 @@ from typing import Literal
 import torch
 
 from ._arrays import ArrayLike, like_input, to_torch
+from .ops import linear_logprob as _linear_ops
 from .ops import logprob as _ops
 
-__all__ = ["sequence_logprob", "sequence_reduce"]
+__all__ = ["linear_logprob", "sequence_logprob", "sequence_reduce"]
 
 
 def sequence_reduce(
@@ -103,6 +104,60 @@ def sequence_logprob(
     logp, entropy, lse = torch.ops.feedbackkit.sequence_logprob(
         logits, labels, ignore_index, float(temperature)
     )
+    if not (return_entropy or return_lse):
+        return logp
+    return (logp, *([entropy] if return_entropy else []), *([lse] if return_lse else []))
+
+
+def linear_logprob(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    return_lse: bool = False,
+    vocab_tile: int | None = None,
+    check: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """``sequence_logprob(hidden @ weight.T + bias, labels)`` without ever holding the [N, V]
+    logits: the vocabulary is processed in tiles of ``vocab_tile`` columns (default: a tile of
+    about 2^21 logits on the CPU, 2^24 on CUDA), forward and backward (which recomputes tiles).
+
+    Args:
+        hidden: ``[..., H]`` float32 / bfloat16 / float16 / float64 (e.g. final hidden states).
+        weight: ``[V, H]`` in the dtype of ``hidden`` (e.g. the LM head weight).
+        labels: ``[...]`` int32 / int64, the leading shape of ``hidden``; ``ignore_index`` marks
+            tokens to skip (on the CPU they cost no FLOPs).
+        bias: optional ``[V]``.
+        temperature, return_entropy, return_lse, check: as for :func:`sequence_logprob`.
+
+    Returns:
+        logp (and entropy, lse if asked), float32 (float64 for float64 inputs), shaped like
+        ``labels``. Differentiable w.r.t. hidden, weight and bias: d weight of each tile is one
+        GEMM over all tokens with fp32 accumulation inside it; d hidden accumulates in fp32.
+        Extra memory: O(N) per-token state plus one logits tile and its gradient; an fp32
+        [N, H] buffer for d hidden in backward.
+    """
+    lead = labels.shape
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1]) if isinstance(hidden, torch.Tensor) else hidden
+    flat_labels = labels.reshape(-1) if isinstance(labels, torch.Tensor) else labels
+    tile = vocab_tile
+    if tile is None and isinstance(flat_hidden, torch.Tensor) and isinstance(weight, torch.Tensor):
+        tile = _linear_ops.default_vocab_tile(flat_hidden.shape[0], weight.shape[0], flat_hidden.device)
+    if (
+        check
+        and isinstance(flat_labels, torch.Tensor)
+        and flat_labels.is_cuda
+        and isinstance(weight, torch.Tensor)
+    ):
+        _ops.validate_labels_values(flat_labels, weight.shape[0], ignore_index)
+    outs = torch.ops.feedbackkit.linear_logprob(
+        flat_hidden, weight, flat_labels, bias, ignore_index, float(temperature), int(tile or 1)
+    )
+    logp, entropy, lse = (o.reshape(lead) for o in outs)
     if not (return_entropy or return_lse):
         return logp
     return (logp, *([entropy] if return_entropy else []), *([lse] if return_lse else []))
