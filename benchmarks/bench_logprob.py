@@ -149,8 +149,109 @@ def _logprob_cases(quick: bool) -> list[Case]:
     return out
 
 
+def _peer_impls(hidden, weight, labels) -> dict:
+    """Fused linear cross-entropy of the peers a user would pick instead, when installed (CUDA)."""
+    peers = {}
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        liger = LigerFusedLinearCrossEntropyLoss(reduction="none")
+        peers["liger_kernel"] = lambda: (-liger(weight, hidden, labels),)
+    except ImportError:
+        pass
+    try:
+        from cut_cross_entropy import linear_cross_entropy
+
+        peers["cut_cross_entropy"] = lambda: (
+            -linear_cross_entropy(hidden, weight, labels, reduction="none"),
+        )
+    except ImportError:
+        pass
+    return peers
+
+
+def _linear_logprob_setup(n: int, h: int, vocab: int, dtype: str, passes: str, compiled: bool):
+    def setup(device: torch.device) -> Workload:
+        generator = torch.Generator(device=device).manual_seed(n + h + vocab)
+        hidden = torch.randn(n, h, device=device, generator=generator).to(DTYPES[dtype])
+        weight = (torch.randn(vocab, h, device=device, generator=generator) / h**0.5).to(DTYPES[dtype])
+        labels = torch.randint(0, vocab, (n,), device=device, generator=generator)
+        backward = passes == "fwd+bwd"
+        hidden.requires_grad_(backward)
+        weight.requires_grad_(backward)
+
+        def call(fn):
+            def run():
+                out = fn()
+                if backward:
+                    torch.autograd.backward(out, [torch.ones_like(t) for t in out])
+                    hidden.grad = weight.grad = None  # each call starts clean
+                return out
+
+            return run
+
+        def eager():
+            return (
+                reference.sequence_logprob(
+                    hidden @ weight.t(), labels, dtype=torch.float32, entropy=False, lse=False
+                )[0],
+            )
+
+        impls = {
+            "feedbackkit": call(lambda: (feedbackkit.linear_logprob(hidden, weight, labels),)),
+            "torch": call(eager),
+        }
+        if device.type == "cuda":
+            impls.update({name: call(fn) for name, fn in _peer_impls(hidden, weight, labels).items()})
+        if compiled:
+            torch.compiler.reset()
+            fused = torch.compile(eager, fullgraph=True, dynamic=False)
+            impls["torch.compile"] = call(fused)
+        flops = 2 * n * h * vocab * (4 if backward else 1)  # forward GEMM; backward recompute + 2 GEMMs
+        outputs = n * 4 + ((hidden.nbytes + weight.nbytes) if backward else 0)  # logp, d hidden, d weight
+        return Workload(impls=impls, baseline="torch", flops=flops, output_bytes=outputs)
+
+    return setup
+
+
+def _linear_cases(quick: bool) -> list[Case]:
+    """CPU: the issue's target (N=2048, H=1024, V=32000). CUDA: the spec's LM-head shapes."""
+    if quick:
+        grids = [
+            ("cpu", [(512, 1024, 32000)], ["fp32"], ["fwd+bwd"]),
+            ("cuda", [(8192, 4096, 128256)], ["bf16"], ["fwd+bwd"]),
+        ]
+    else:
+        grids = [
+            ("cpu", [(2048, 1024, 32000)], ["fp32"], ["fwd", "fwd+bwd"]),
+            (
+                "cuda",
+                [
+                    (n, h, v)
+                    for h, v in ((4096, 128256), (3584, 152064), (2304, 256000))
+                    for n in (2048, 8192)
+                ],
+                ["bf16"],
+                ["fwd", "fwd+bwd"],
+            ),
+        ]
+    out = []
+    for device, shapes, dtypes, passes_list in grids:
+        for (n, h, v), d, passes in itertools.product(shapes, dtypes, passes_list):
+            out.append(
+                Case(
+                    family="logprob",
+                    op="linear_logprob",
+                    params={"N": n, "H": h, "V": v, "dtype": d, "pass": passes},
+                    setup=_linear_logprob_setup(n, h, v, d, passes, compiled=not quick),
+                    devices=(device,),
+                )
+            )
+    return out
+
+
 def cases(quick: bool) -> list[Case]:
-    return _reduce_cases(quick) + _logprob_cases(quick)
+    return _reduce_cases(quick) + _logprob_cases(quick) + _linear_cases(quick)
 
 
 def _reduce_cases(quick: bool) -> list[Case]:

@@ -22,7 +22,13 @@ def test_discover_finds_logprob_cases():
     quick = discover(["logprob"], quick=True)
     full = discover(["logprob"], quick=False)
     assert quick and len(full) > len(quick)
-    assert all(c.family == "logprob" and c.op == "sequence_reduce" for c in full)
+    assert all(c.family == "logprob" for c in full)
+    assert {c.op for c in full} == {"sequence_reduce", "sequence_logprob", "linear_logprob"}
+    assert {c.op for c in discover(["logprob"], quick=False, device="cuda")} == {
+        "sequence_reduce",
+        "sequence_logprob",
+        "linear_logprob",
+    }
     with pytest.raises(ValueError, match="unknown benchmark family"):
         discover(["nope"])
 

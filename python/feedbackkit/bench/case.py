@@ -17,6 +17,7 @@ class Workload:
     baseline: str = "torch"
     bytes_moved: int | None = None  # minimal memory traffic of one call, for GB/s
     flops: int | None = None
+    output_bytes: int | None = None  # size of what every implementation must return (e.g. gradients)
 
 
 @dataclass(frozen=True)

@@ -79,22 +79,25 @@ def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
     if env.get("peak_gb_per_s"):
         title += f"\npeak bandwidth {env['peak_gb_per_s']} GB/s ({env['peak_source']})"
     out = Table(title=title)
-    for column in (
+    columns = (
         "case",
         "impl",
         "median ms",
         "speed-up vs baseline",
         "peak extra MiB",
+        "above outputs MiB",
         "GB/s",
         "% of peak BW",
-    ):
+        "TFLOP/s",
+    )
+    for column in columns:
         out.add_column(column, justify="left" if column in ("case", "impl") else "right")
     previous = None
     for r in results:
         case = r.case if r.case != previous else ""
         previous = r.case
         if r.error is not None:
-            out.add_row(case, r.impl, f"[red]failed: {r.error}[/]", "", "", "", "")
+            out.add_row(case, r.impl, f"[red]failed: {r.error}[/]", *[""] * (len(columns) - 3))
             continue
         speedup = "baseline" if r.impl == r.baseline else _fmt(r.speedup, ".2f") + "x"
         fraction = None if r.fraction_of_peak_bandwidth is None else 100 * r.fraction_of_peak_bandwidth
@@ -104,8 +107,10 @@ def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
             _fmt(r.median_ms, ".4f"),
             speedup,
             _fmt(r.peak_extra_mib, ".2f"),
+            _fmt(r.peak_above_outputs_mib, ".2f"),
             _fmt(r.gb_per_s, ".1f"),
             _fmt(fraction, ".1f"),
+            _fmt(r.tflop_per_s, ".3f"),
         )
     return out
 

@@ -26,6 +26,7 @@ class Result:
     median_ms: float | None
     speedup: float | None  # baseline time / this time (1.0 for the baseline itself)
     peak_extra_mib: float | None
+    peak_above_outputs_mib: float | None  # peak_extra minus the outputs every implementation returns
     gb_per_s: float | None
     fraction_of_peak_bandwidth: float | None
     tflop_per_s: float | None
@@ -56,7 +57,7 @@ def discover(selected: Iterable[str] = (), *, quick: bool = False, device: str =
 
 def _failed(case: Case, impl: str, baseline: str, error: BaseException) -> Result:
     message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-    return Result(case.family, case.label, impl, baseline, *(None,) * 6, error=message)
+    return Result(case.family, case.label, impl, baseline, *(None,) * 7, error=message)
 
 
 def _measure(
@@ -87,6 +88,11 @@ def _measure(
                 median_ms=t * 1e3,
                 speedup=None if base is None else base / t,
                 peak_extra_mib=None if peak is None else peak / 2**20,
+                peak_above_outputs_mib=(
+                    None
+                    if peak is None or workload.output_bytes is None
+                    else (peak - workload.output_bytes) / 2**20
+                ),
                 gb_per_s=gb_per_s,
                 fraction_of_peak_bandwidth=None if gb_per_s is None else gb_per_s / peak_gb_per_s,
                 tflop_per_s=None if workload.flops is None else workload.flops / t / 1e12,
