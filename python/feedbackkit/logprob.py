@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -10,7 +10,7 @@ from ._arrays import ArrayLike, like_input, to_torch
 from .ops import linear_logprob as _linear_ops
 from .ops import logprob as _ops
 
-__all__ = ["linear_logprob", "sequence_logprob", "sequence_reduce"]
+__all__ = ["from_hf", "linear_logprob", "sequence_logprob", "sequence_reduce"]
 
 
 def sequence_reduce(
@@ -161,3 +161,10 @@ def linear_logprob(
     if not (return_entropy or return_lse):
         return logp
     return (logp, *([entropy] if return_entropy else []), *([lse] if return_lse else []))
+
+
+def from_hf(*args: Any, **kwargs: Any) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Per-token log-probs of a Hugging Face causal LM without its logits; see feedbackkit.hf.from_hf."""
+    from .hf import from_hf as _from_hf
+
+    return _from_hf(*args, **kwargs)
