@@ -102,6 +102,16 @@ def test_gradients_match_eager_with_per_token_upstream():
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
 
 
+def test_frozen_head_skips_weight_gradient():
+    hidden, weight, bias, labels = make_case(20, 16, 300, torch.float64, seed=9)
+    h = hidden.clone().requires_grad_(True)
+    feedbackkit.linear_logprob(h, weight, labels, bias=bias, vocab_tile=64).sum().backward()
+    assert weight.grad is None and bias.grad is None
+    h_ref = hidden.clone().requires_grad_(True)
+    reference(h_ref @ weight.t() + bias, labels)[0].sum().backward()
+    torch.testing.assert_close(h.grad, h_ref.grad)
+
+
 def test_leading_dims_and_int32_labels():
     hidden, weight, _, labels = make_case(12, 8, 40, torch.float32, bias=False, seed=5)
     out = feedbackkit.linear_logprob(hidden.view(3, 4, 8), weight, labels.view(3, 4).int())
@@ -175,6 +185,11 @@ def test_cuda_matches_cpu(dtype):
     for c, g in zip(cpu, gpu, strict=True):
         torch.testing.assert_close(g.cpu(), c, rtol=tol, atol=tol)
     h64, w64, b64 = (x.double().cuda().requires_grad_(True) for x in (hidden, weight, bias))
+    bad = labels.cuda().clone()
+    bad[7] = 3000
+    assert torch.isnan(feedbackkit.linear_logprob(hidden.cuda(), weight.cuda(), bad)[7]).item()
+    with pytest.raises(ValueError, match="must lie in"):
+        feedbackkit.linear_logprob(hidden.cuda(), weight.cuda(), bad, check=True)
     assert torch.autograd.gradcheck(
         lambda h, w, b: feedbackkit.linear_logprob(h, w, labels.cuda(), bias=b, vocab_tile=1024),
         (h64[:5].detach().requires_grad_(True), w64, b64),

@@ -26,7 +26,8 @@ LIB.define(
 LIB.define(
     "linear_logprob_backward(Tensor grad_logp, Tensor grad_entropy, Tensor grad_lse, Tensor hidden, "
     "Tensor weight, Tensor labels, Tensor? bias, Tensor entropy, Tensor lse, int ignore_index, "
-    "float temperature, int vocab_tile) -> (Tensor grad_hidden, Tensor grad_weight, Tensor grad_bias)"
+    "float temperature, int vocab_tile, bool weight_grad) "
+    "-> (Tensor grad_hidden, Tensor grad_weight, Tensor grad_bias)"
 )
 
 TILE_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 24}  # logits per tile: 8 MiB fp32 on CPU, 32 MiB bf16 on GPU
@@ -80,6 +81,10 @@ def _tile_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     return torch.mm(hidden, w.t()) if bias is None else torch.addmm(bias[v0:v1], hidden, w.t())
 
 
+def _bad_labels(labels: torch.Tensor, vocab: int, ignore_index: int) -> torch.Tensor:
+    return (labels != ignore_index) & ((labels < 0) | (labels >= vocab))
+
+
 def _kept_rows(labels: torch.Tensor, ignore_index: int) -> torch.Tensor | None:
     """Indices of the tokens to compute (CPU only: a host sync is free there); None = all."""
     if labels.is_cuda:
@@ -127,6 +132,8 @@ def _linear_logprob_impl(hidden, weight, labels, bias, ignore_index, temperature
     token_lse = torch.where(valid, m + log_s, 0)
     token_entropy = torch.where(valid, log_s - t / s, 0)
     token_logp = torch.where(valid, (label_logit - token_lse).clamp(max=0), 0)
+    # CUDA skips the label check (it would sync): an out-of-range label gives NaN, never a guess.
+    token_logp = torch.where(_bad_labels(y, vocab, ignore_index), float("nan"), token_logp)
     for out, value in ((logp, token_logp), (entropy, token_entropy), (lse, token_lse)):
         if keep is None:
             out.copy_(value)
@@ -135,39 +142,35 @@ def _linear_logprob_impl(hidden, weight, labels, bias, ignore_index, temperature
     return logp, entropy, lse
 
 
-def _linear_logprob_backward_fake(
-    grad_logp,
-    grad_entropy,
-    grad_lse,
-    hidden,
-    weight,
-    labels,
-    bias,
-    entropy,
-    lse,
-    ignore_index,
-    temperature,
-    vocab_tile,
-):
-    grad_bias = torch.empty_like(bias) if bias is not None else hidden.new_empty((0,))
-    return torch.empty_like(hidden), torch.empty_like(weight), grad_bias
+# Argument order of linear_logprob_backward (see its schema above).
+_BACKWARD_ARGS = [
+    "grad_logp",
+    "grad_entropy",
+    "grad_lse",
+    "hidden",
+    "weight",
+    "labels",
+    "bias",
+    "entropy",
+    "lse",
+    "ignore_index",
+    "temperature",
+    "vocab_tile",
+    "weight_grad",
+]
 
 
-def _linear_logprob_backward_impl(
-    grad_logp,
-    grad_entropy,
-    grad_lse,
-    hidden,
-    weight,
-    labels,
-    bias,
-    entropy,
-    lse,
-    ignore_index,
-    temperature,
-    vocab_tile,
-):
-    grad_hidden, grad_weight, grad_bias = _linear_logprob_backward_fake(
+def _linear_logprob_backward_fake(*args):
+    """d hidden, d weight, d bias; the last two are empty when weight_grad is False (frozen head)."""
+    a = dict(zip(_BACKWARD_ARGS, args, strict=True))
+    hidden, weight, bias, weight_grad = a["hidden"], a["weight"], a["bias"], a["weight_grad"]
+    grad_weight = torch.empty_like(weight) if weight_grad else weight.new_empty((0,))
+    grad_bias = torch.empty_like(bias) if bias is not None and weight_grad else hidden.new_empty((0,))
+    return torch.empty_like(hidden), grad_weight, grad_bias
+
+
+def _linear_logprob_backward_impl(*args):
+    (
         grad_logp,
         grad_entropy,
         grad_lse,
@@ -180,7 +183,9 @@ def _linear_logprob_backward_impl(
         ignore_index,
         temperature,
         vocab_tile,
-    )
+        weight_grad,
+    ) = args
+    grad_hidden, grad_weight, grad_bias = _linear_logprob_backward_fake(*args)
     vocab = weight.shape[0]
     keep = _kept_rows(labels, ignore_index)
 
@@ -192,10 +197,11 @@ def _linear_logprob_backward_impl(
     valid = y != ignore_index
     g_logp = torch.where(valid, rows(grad_logp).to(acc), 0).contiguous()
     g_entropy = torch.where(valid, rows(grad_entropy).to(acc), 0).contiguous()
-    coef = torch.where(valid, g_logp - rows(grad_lse).to(acc), 0).contiguous()
+    coef = torch.where(valid, g_logp - rows(grad_lse).to(acc), 0)
+    coef = torch.where(_bad_labels(y, vocab, ignore_index), float("nan"), coef).contiguous()
     token_lse, token_entropy = rows(lse).contiguous(), rows(entropy).contiguous()
     dh = torch.zeros(h.shape, dtype=acc, device=h.device)  # fp32 accumulator across tiles
-    bias_acc = torch.zeros(vocab, dtype=acc, device=h.device) if bias is not None else None
+    bias_acc = torch.zeros(vocab, dtype=acc, device=h.device) if bias is not None and weight_grad else None
     for v0 in range(0, vocab, vocab_tile):
         v1 = min(vocab, v0 + vocab_tile)
         tile = _tile_logits(h, weight, bias, v0, v1)
@@ -216,7 +222,8 @@ def _linear_logprob_backward_impl(
             view(dtile),
         )
         dh += torch.mm(dtile, weight[v0:v1])
-        torch.mm(dtile.t(), h, out=grad_weight[v0:v1])  # all tokens in one GEMM: fp32 accumulation inside
+        if weight_grad:  # all tokens in one GEMM: fp32 accumulation inside it
+            torch.mm(dtile.t(), h, out=grad_weight[v0:v1])
         if bias_acc is not None:
             bias_acc[v0:v1] = dtile.sum(0, dtype=acc)
     if keep is None:
@@ -237,6 +244,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_logp, grad_entropy, grad_lse):
     hidden, weight, labels, bias, entropy, lse = ctx.saved_tensors
+    weight_grad = ctx.needs_input_grad[1] or (bias is not None and ctx.needs_input_grad[3])
     grad_hidden, grad_weight, grad_bias = torch.ops.feedbackkit.linear_logprob_backward(
         grad_logp,
         grad_entropy,
@@ -250,7 +258,10 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
         ctx.ignore_index,
         ctx.temperature,
         ctx.vocab_tile,
+        weight_grad,
     )
+    if not weight_grad:
+        grad_weight = grad_bias = None
     return grad_hidden, grad_weight, None, grad_bias if bias is not None else None, None, None, None
 
 
