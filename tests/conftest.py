@@ -4,6 +4,7 @@ import importlib
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import pytest
 import torch
 
 from feedbackkit import registry
+
+# A private torch.compile cache per test run: inductor's on-disk cache does not key on custom-op
+# schemas, so graphs compiled by another checkout of feedbackkit on this machine must not leak in.
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="feedbackkit-inductor-")
 
 
 def pytest_collection_modifyitems(config, items):
