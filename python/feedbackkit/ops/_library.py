@@ -3,6 +3,9 @@ every op file uses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from .. import _native
@@ -57,3 +60,21 @@ def launch(kernel: str, device_of: torch.Tensor, *args: object) -> None:
         return
     with torch.cuda.device(device_of.device):
         getattr(module, kernel)(*args, stream(device_of))
+
+
+def register(
+    name: str,
+    impl: Callable[..., Any],
+    fake: Callable[..., Any],
+    backward: Callable[..., Any] | None = None,
+    setup_context: Callable[..., Any] | None = None,
+) -> None:
+    """Registers a defined op: `impl` for CPU and CUDA, its fake impl, and (when given) its
+    autograd formula."""
+    for device in ("CPU", "CUDA"):
+        LIB.impl(name, impl, device)
+    torch.library.register_fake(f"feedbackkit::{name}", fake, lib=LIB)
+    if backward is not None:
+        torch.library.register_autograd(
+            f"feedbackkit::{name}", backward, setup_context=setup_context, lib=LIB
+        )

@@ -16,7 +16,7 @@ import torch
 
 from .. import _native
 from .._checks import INDEX_DTYPES, ArgumentError, check_same_device, check_tensor
-from ._library import LIB, launch, view
+from ._library import LIB, launch, register, view
 from .logprob import LOGIT_DTYPES, stat_dtype
 
 LIB.define(
@@ -265,19 +265,7 @@ def _backward(ctx, grad_logp, grad_entropy, grad_lse):
     return grad_hidden, grad_weight, None, grad_bias if bias is not None else None, None, None, None
 
 
-def _register() -> None:
-    for device in ("CPU", "CUDA"):
-        LIB.impl("linear_logprob", _linear_logprob_impl, device)
-        LIB.impl("linear_logprob_backward", _linear_logprob_backward_impl, device)
-    torch.library.register_fake("feedbackkit::linear_logprob", _linear_logprob_fake, lib=LIB)
-    torch.library.register_fake(
-        "feedbackkit::linear_logprob_backward", _linear_logprob_backward_fake, lib=LIB
-    )
-    torch.library.register_autograd(
-        "feedbackkit::linear_logprob", _backward, setup_context=_setup_context, lib=LIB
-    )
-
-
-_register()
+register("linear_logprob", _linear_logprob_impl, _linear_logprob_fake, _backward, _setup_context)
+register("linear_logprob_backward", _linear_logprob_backward_impl, _linear_logprob_backward_fake)
 
 __all__ = ["default_vocab_tile", "validate_linear_logprob"]

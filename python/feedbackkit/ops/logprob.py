@@ -26,7 +26,7 @@ from .._checks import (
     check_same_device,
     check_tensor,
 )
-from ._library import LIB, launch, optional_view, view
+from ._library import LIB, launch, optional_view, register, view
 
 # Must match csrc/logprob/sequence_reduce.h::ReduceMode.
 REDUCE_MODES = {"sum": 0, "mean": 1}
@@ -145,26 +145,14 @@ def validate_cu_seqlens_values(cu_seqlens: torch.Tensor, n: int) -> None:
     _native.cpu().validate_cu_seqlens(view(cu_seqlens.cpu()), n)
 
 
-def _register() -> None:
-    for device in ("CPU", "CUDA"):
-        LIB.impl("sequence_reduce", _sequence_reduce_impl, device)
-        LIB.impl("sequence_reduce_backward", _sequence_reduce_backward_impl, device)
-    torch.library.register_fake("feedbackkit::sequence_reduce", _sequence_reduce_fake, lib=LIB)
-    torch.library.register_fake(
-        "feedbackkit::sequence_reduce_backward", _sequence_reduce_backward_fake, lib=LIB
-    )
-    torch.library.register_autograd(
-        "feedbackkit::sequence_reduce", _backward, setup_context=_setup_context, lib=LIB
-    )
-    torch.library.register_autograd(
-        "feedbackkit::sequence_reduce_backward",
-        _backward_of_backward,
-        setup_context=_setup_backward_context,
-        lib=LIB,
-    )
-
-
-_register()
+register("sequence_reduce", _sequence_reduce_impl, _sequence_reduce_fake, _backward, _setup_context)
+register(
+    "sequence_reduce_backward",
+    _sequence_reduce_backward_impl,
+    _sequence_reduce_backward_fake,
+    _backward_of_backward,
+    _setup_backward_context,
+)
 
 
 # ---- sequence_logprob ------------------------------------------------------------------------
@@ -278,20 +266,14 @@ def validate_labels_values(labels: torch.Tensor, vocab: int, ignore_index: int) 
     _native.cpu().validate_labels(view(labels.cpu()), vocab, ignore_index)
 
 
-def _register_sequence_logprob() -> None:
-    for device in ("CPU", "CUDA"):
-        LIB.impl("sequence_logprob", _sequence_logprob_impl, device)
-        LIB.impl("sequence_logprob_backward", _sequence_logprob_backward_impl, device)
-    torch.library.register_fake("feedbackkit::sequence_logprob", _sequence_logprob_fake, lib=LIB)
-    torch.library.register_fake(
-        "feedbackkit::sequence_logprob_backward", _sequence_logprob_backward_fake, lib=LIB
-    )
-    torch.library.register_autograd(
-        "feedbackkit::sequence_logprob", _logprob_backward, setup_context=_setup_logprob_context, lib=LIB
-    )
-
-
-_register_sequence_logprob()
+register(
+    "sequence_logprob",
+    _sequence_logprob_impl,
+    _sequence_logprob_fake,
+    _logprob_backward,
+    _setup_logprob_context,
+)
+register("sequence_logprob_backward", _sequence_logprob_backward_impl, _sequence_logprob_backward_fake)
 
 __all__: Sequence[str] = [
     "LOGIT_DTYPES",
