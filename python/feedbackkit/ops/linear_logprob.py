@@ -76,9 +76,24 @@ def validate_linear_logprob(
     check_same_device(op, "hidden", {"hidden": hidden, "weight": weight, "labels": labels, "bias": bias})
 
 
-def _tile_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, v0: int, v1: int):
+class _TileBuffer:
+    """One flat buffer reused for every [rows, width] tile (width <= tile), so a single tile is
+    alive at a time instead of the previous one lingering while the next is computed."""
+
+    def __init__(self, rows: int, tile: int, like: torch.Tensor) -> None:
+        self.rows = rows
+        self.flat = like.new_empty((rows * tile,))
+
+    def view(self, width: int) -> torch.Tensor:
+        return self.flat[: self.rows * width].view(self.rows, width)
+
+
+def _tile_logits(hidden, weight, bias, v0: int, v1: int, buffer: _TileBuffer) -> torch.Tensor:
+    out = buffer.view(v1 - v0)
     w = weight[v0:v1]
-    return torch.mm(hidden, w.t()) if bias is None else torch.addmm(bias[v0:v1], hidden, w.t())
+    if bias is None:
+        return torch.mm(hidden, w.t(), out=out)
+    return torch.addmm(bias[v0:v1], hidden, w.t(), out=out)
 
 
 def _bad_labels(labels: torch.Tensor, vocab: int, ignore_index: int) -> torch.Tensor:
@@ -112,8 +127,9 @@ def _linear_logprob_impl(hidden, weight, labels, bias, ignore_index, temperature
     n, dtype = h.shape[0], logp.dtype
     m = torch.full((n,), float("-inf"), dtype=dtype, device=h.device)
     s, t, label_logit = (torch.zeros(n, dtype=dtype, device=h.device) for _ in range(3))
+    buffer = _TileBuffer(n, min(vocab_tile, vocab), h)
     for v0 in range(0, vocab, vocab_tile):
-        tile = _tile_logits(h, weight, bias, v0, min(vocab, v0 + vocab_tile))
+        tile = _tile_logits(h, weight, bias, v0, min(vocab, v0 + vocab_tile), buffer)
         launch(
             "linear_logprob_tile_forward",
             tile,
@@ -201,11 +217,12 @@ def _linear_logprob_backward_impl(*args):
     coef = torch.where(_bad_labels(y, vocab, ignore_index), float("nan"), coef).contiguous()
     token_lse, token_entropy = rows(lse).contiguous(), rows(entropy).contiguous()
     dh = torch.zeros(h.shape, dtype=acc, device=h.device)  # fp32 accumulator across tiles
+    tiles, dtiles = (_TileBuffer(h.shape[0], min(vocab_tile, vocab), h) for _ in range(2))
     bias_acc = torch.zeros(vocab, dtype=acc, device=h.device) if bias is not None and weight_grad else None
     for v0 in range(0, vocab, vocab_tile):
         v1 = min(vocab, v0 + vocab_tile)
-        tile = _tile_logits(h, weight, bias, v0, v1)
-        dtile = torch.empty_like(tile)
+        tile = _tile_logits(h, weight, bias, v0, v1, tiles)
+        dtile = dtiles.view(v1 - v0)
         launch(
             "linear_logprob_tile_backward",
             tile,
@@ -221,7 +238,10 @@ def _linear_logprob_backward_impl(*args):
             view(g_logp),
             view(dtile),
         )
-        dh += torch.mm(dtile, weight[v0:v1])
+        if dh.dtype == dtile.dtype:
+            dh.addmm_(dtile, weight[v0:v1])
+        else:  # low-precision GEMM (fp32 inside), then accumulated in fp32 across tiles
+            dh += torch.mm(dtile, weight[v0:v1])
         if weight_grad:  # all tokens in one GEMM: fp32 accumulation inside it
             torch.mm(dtile.t(), h, out=grad_weight[v0:v1])
         if bias_acc is not None:
