@@ -196,6 +196,14 @@ void dispatch_index(DType dtype, const char* arg, F&& f) {
   }
 }
 
+// Calls f(TypeTag<T>{}, TypeTag<I>{}) for a floating value type and an index type.
+template <class F>
+void dispatch_float_index(DType value_dtype, const char* value_arg, DType index_dtype, const char* index_arg, F&& f) {
+  dispatch_float(value_dtype, value_arg, [&](auto vt) {
+    dispatch_index(index_dtype, index_arg, [&](auto it) { f(vt, it); });
+  });
+}
+
 // Accumulation type: double for double storage, float for everything narrower.
 template <class T> struct AccOf { using type = float; };
 template <> struct AccOf<double> { using type = double; };

@@ -73,16 +73,14 @@ void linear_logprob_tile_forward_cuda(const TensorView& tile, const TensorView& 
   const TileArgs a = check_tile_args(tile, labels, v0, ignore_index, temperature);
   if (a.rows == 0) return;
   FBK_CHECK(a.rows <= 0x7FFFFFFF, "tile: at most 2^31-1 rows are supported, got ", a.rows);
-  dispatch_float(tile.dtype, "tile", [&](auto vt) {
-    dispatch_index(labels.dtype, "labels", [&](auto it) {
-      using T = typename decltype(vt)::type;
-      using I = typename decltype(it)::type;
-      using A = acc_t<T>;
-      tile_forward_kernel<T, I, A><<<unsigned(a.rows), threads_for(a.width), 0, as_stream(stream)>>>(
-          Tile<T>{tile.ptr<const T>(), tile.strides[0], tile.strides[1]}, labels.ptr<const I>(), labels.strides[0], a,
-          m.ptr<A>(), s.ptr<A>(), t.ptr<A>(), label_logit.ptr<A>());
-      check_launch("linear_logprob_tile_forward");
-    });
+  dispatch_float_index(tile.dtype, "tile", labels.dtype, "labels", [&](auto vt, auto it) {
+    using T = typename decltype(vt)::type;
+    using I = typename decltype(it)::type;
+    using A = acc_t<T>;
+    tile_forward_kernel<T, I, A><<<unsigned(a.rows), threads_for(a.width), 0, as_stream(stream)>>>(
+        Tile<T>{tile.ptr<const T>(), tile.strides[0], tile.strides[1]}, labels.ptr<const I>(), labels.strides[0], a,
+        m.ptr<A>(), s.ptr<A>(), t.ptr<A>(), label_logit.ptr<A>());
+    check_launch("linear_logprob_tile_forward");
   });
 }
 
@@ -94,18 +92,16 @@ void linear_logprob_tile_backward_cuda(const TensorView& tile, const TensorView&
   const TileArgs a = check_tile_args(tile, labels, v0, ignore_index, temperature);
   if (a.rows == 0) return;
   FBK_CHECK(a.rows <= 0x7FFFFFFF, "tile: at most 2^31-1 rows are supported, got ", a.rows);
-  dispatch_float(tile.dtype, "tile", [&](auto vt) {
-    dispatch_index(labels.dtype, "labels", [&](auto it) {
-      using T = typename decltype(vt)::type;
-      using I = typename decltype(it)::type;
-      using A = acc_t<T>;
-      const TileGrads<A> g{lse.ptr<const A>(), entropy.ptr<const A>(), coef.ptr<const A>(),
-                           grad_entropy.ptr<const A>(), grad_logp.ptr<const A>()};
-      tile_backward_kernel<T, I, A><<<unsigned(a.rows), threads_for(a.width), 0, as_stream(stream)>>>(
-          Tile<T>{tile.ptr<const T>(), tile.strides[0], tile.strides[1]}, labels.ptr<const I>(), labels.strides[0], a,
-          g, grad_tile.ptr<T>(), grad_tile.strides[0], grad_tile.strides[1]);
-      check_launch("linear_logprob_tile_backward");
-    });
+  dispatch_float_index(tile.dtype, "tile", labels.dtype, "labels", [&](auto vt, auto it) {
+    using T = typename decltype(vt)::type;
+    using I = typename decltype(it)::type;
+    using A = acc_t<T>;
+    const TileGrads<A> g{lse.ptr<const A>(), entropy.ptr<const A>(), coef.ptr<const A>(),
+                         grad_entropy.ptr<const A>(), grad_logp.ptr<const A>()};
+    tile_backward_kernel<T, I, A><<<unsigned(a.rows), threads_for(a.width), 0, as_stream(stream)>>>(
+        Tile<T>{tile.ptr<const T>(), tile.strides[0], tile.strides[1]}, labels.ptr<const I>(), labels.strides[0], a,
+        g, grad_tile.ptr<T>(), grad_tile.strides[0], grad_tile.strides[1]);
+    check_launch("linear_logprob_tile_backward");
   });
 }
 

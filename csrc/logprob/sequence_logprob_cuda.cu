@@ -133,15 +133,13 @@ void sequence_logprob_cuda(const TensorView& logits, const TensorView& labels, i
   const LogprobArgs a = check_sequence_logprob_args(logits, labels, ignore_index, temperature);
   if (a.rows == 0) return;
   FBK_CHECK(a.rows <= 0x7FFFFFFF, "logits: at most 2^31-1 tokens per call are supported, got ", a.rows);
-  dispatch_float(logits.dtype, "logits", [&](auto vt) {
-    dispatch_index(labels.dtype, "labels", [&](auto it) {
-      using T = typename decltype(vt)::type;
-      using I = typename decltype(it)::type;
-      using A = acc_t<T>;
-      sequence_logprob_kernel<T, I, A><<<unsigned(a.rows), threads_for(a.vocab), 0, as_stream(stream)>>>(
-          logprob_views<T, I>(logits, labels), a, logp.ptr<A>(), entropy.ptr<A>(), lse.ptr<A>());
-      check_launch("sequence_logprob");
-    });
+  dispatch_float_index(logits.dtype, "logits", labels.dtype, "labels", [&](auto vt, auto it) {
+    using T = typename decltype(vt)::type;
+    using I = typename decltype(it)::type;
+    using A = acc_t<T>;
+    sequence_logprob_kernel<T, I, A><<<unsigned(a.rows), threads_for(a.vocab), 0, as_stream(stream)>>>(
+        logprob_views<T, I>(logits, labels), a, logp.ptr<A>(), entropy.ptr<A>(), lse.ptr<A>());
+    check_launch("sequence_logprob");
   });
 }
 
@@ -154,30 +152,28 @@ void sequence_logprob_backward_cuda(const TensorView& grad_logp, const std::opti
   if (a.rows == 0) return;
   FBK_CHECK(a.rows <= 0x7FFFFFFF, "logits: at most 2^31-1 tokens per call are supported, got ", a.rows);
   const int lead = logits.ndim - 1;
-  dispatch_float(logits.dtype, "logits", [&](auto vt) {
-    dispatch_index(labels.dtype, "labels", [&](auto it) {
-      using T = typename decltype(vt)::type;
-      using I = typename decltype(it)::type;
-      using A = acc_t<T>;
-      GradViews<A> g{};
-      g.grad_logp = grad_logp.ptr<const A>();
-      g.grows = row_indexer(grad_logp, lead);
-      g.gks = grad_logp.ndim > lead ? grad_logp.strides[lead] : 0;
-      if (grad_entropy) {
-        g.grad_entropy = grad_entropy->ptr<const A>();
-        g.hrows = row_indexer(*grad_entropy, lead);
-      }
-      if (grad_lse) {
-        g.grad_lse = grad_lse->ptr<const A>();
-        g.lrows = row_indexer(*grad_lse, lead);
-      }
-      g.entropy = entropy.ptr<const A>();
-      g.lse = lse.ptr<const A>();
-      sequence_logprob_backward_kernel<T, I, A><<<unsigned(a.rows), threads_for(a.vocab), 0, as_stream(stream)>>>(
-          logprob_views<T, I>(logits, labels), g, a, grad_logits.ptr<T>(), row_indexer(grad_logits, lead),
-          grad_logits.strides[lead]);
-      check_launch("sequence_logprob_backward");
-    });
+  dispatch_float_index(logits.dtype, "logits", labels.dtype, "labels", [&](auto vt, auto it) {
+    using T = typename decltype(vt)::type;
+    using I = typename decltype(it)::type;
+    using A = acc_t<T>;
+    GradViews<A> g{};
+    g.grad_logp = grad_logp.ptr<const A>();
+    g.grows = row_indexer(grad_logp, lead);
+    g.gks = grad_logp.ndim > lead ? grad_logp.strides[lead] : 0;
+    if (grad_entropy) {
+      g.grad_entropy = grad_entropy->ptr<const A>();
+      g.hrows = row_indexer(*grad_entropy, lead);
+    }
+    if (grad_lse) {
+      g.grad_lse = grad_lse->ptr<const A>();
+      g.lrows = row_indexer(*grad_lse, lead);
+    }
+    g.entropy = entropy.ptr<const A>();
+    g.lse = lse.ptr<const A>();
+    sequence_logprob_backward_kernel<T, I, A><<<unsigned(a.rows), threads_for(a.vocab), 0, as_stream(stream)>>>(
+        logprob_views<T, I>(logits, labels), g, a, grad_logits.ptr<T>(), row_indexer(grad_logits, lead),
+        grad_logits.strides[lead]);
+    check_launch("sequence_logprob_backward");
   });
 }
 
