@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import torch
@@ -11,6 +12,23 @@ from feedbackkit.bench import Case, Workload
 from feedbackkit.reference import logprob as reference
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def _timed(fn, backward: bool, leaves: tuple[torch.Tensor, ...]):
+    """What one benchmark call runs: `fn` (returning a tensor or a tuple of them) and, for
+    forward+backward cases, backpropagation of ones; the leaves' gradients are dropped at the
+    end, so each call starts clean and its peak memory includes the gradients it made."""
+
+    def run():
+        out = fn()
+        if backward:
+            outs = out if isinstance(out, tuple) else (out,)
+            torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
+            for leaf in leaves:
+                leaf.grad = None
+        return out
+
+    return run
 
 
 def _lengths(batch: int, seq: int, device: torch.device) -> torch.Tensor:
@@ -38,16 +56,7 @@ def _sequence_reduce_setup(batch: int, seq: int, dtype: str, layout: str, passes
         if backward:
             values.requires_grad_(True)
             nbytes += values.nbytes + (mask.nbytes if mask is not None else 0)
-
-        def call(fn):
-            def run():
-                out = fn()
-                if backward:
-                    out.sum().backward()
-                    values.grad = None  # each call starts clean, so its peak includes the gradient
-                return out
-
-            return run
+        call = functools.partial(_timed, backward=backward, leaves=(values,))
 
         impls = {
             "feedbackkit": call(
@@ -76,16 +85,7 @@ def _sequence_logprob_setup(n: int, vocab: int, dtype: str, passes: str, entropy
         backward = passes == "fwd+bwd"
         logits.requires_grad_(backward)
         nbytes = logits.nbytes * (3 if backward else 1) + labels.nbytes + n * 4 * (3 if entropy else 1)
-
-        def call(fn):
-            def run():
-                out = fn()
-                if backward:
-                    torch.autograd.backward(out, [torch.ones_like(t) for t in out])
-                    logits.grad = None  # each call starts clean, so its peak includes the gradient
-                return out
-
-            return run
+        call = functools.partial(_timed, backward=backward, leaves=(logits,))
 
         def ours():
             out = feedbackkit.sequence_logprob(logits, labels, return_entropy=entropy)
@@ -179,16 +179,7 @@ def _linear_logprob_setup(n: int, h: int, vocab: int, dtype: str, passes: str, c
         backward = passes == "fwd+bwd"
         hidden.requires_grad_(backward)
         weight.requires_grad_(backward)
-
-        def call(fn):
-            def run():
-                out = fn()
-                if backward:
-                    torch.autograd.backward(out, [torch.ones_like(t) for t in out])
-                    hidden.grad = weight.grad = None  # each call starts clean
-                return out
-
-            return run
+        call = functools.partial(_timed, backward=backward, leaves=(hidden, weight))
 
         def eager():
             return (

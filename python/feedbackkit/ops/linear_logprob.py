@@ -263,18 +263,14 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_logp, grad_entropy, grad_lse):
-    hidden, weight, labels, bias, entropy, lse = ctx.saved_tensors
+    bias = ctx.saved_tensors[3]
     weight_grad = ctx.needs_input_grad[1] or (bias is not None and ctx.needs_input_grad[3])
+    # saved_tensors are in the schema's order: hidden, weight, labels, bias, entropy, lse.
     grad_hidden, grad_weight, grad_bias = torch.ops.feedbackkit.linear_logprob_backward(
         grad_logp,
         grad_entropy,
         grad_lse,
-        hidden,
-        weight,
-        labels,
-        bias,
-        entropy,
-        lse,
+        *ctx.saved_tensors,
         ctx.ignore_index,
         ctx.temperature,
         ctx.vocab_tile,
