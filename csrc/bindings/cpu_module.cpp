@@ -11,6 +11,12 @@
 #include "logprob/sequence_logprob.h"
 #include "logprob/sequence_reduce.h"
 
+#define FBK_KERNEL(name) name##_cpu
+#define FBK_STREAM_PARAM
+#define FBK_STREAM_ARG
+#define FBK_UNLOCK pybind11::gil_scoped_release release
+#include "bindings/reward_bindings.h"
+
 namespace py = pybind11;
 
 namespace {
@@ -88,5 +94,7 @@ PYBIND11_MODULE(_C, m) {
         });
   m.def("validate_labels", &fbk::validate_labels, py::arg("labels"), py::arg("vocab"), py::arg("ignore_index"));
   m.def("validate_cu_seqlens", &fbk::validate_cu_seqlens, py::arg("cu_seqlens"), py::arg("n"));
+  m.def("validate_segments", &fbk::validate_segments, py::arg("row_ptr"), py::arg("positions"));
+  fbk::bind_reward(m);
   bind_testing(m);
 }

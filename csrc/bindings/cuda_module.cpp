@@ -9,6 +9,12 @@
 #include "logprob/sequence_logprob.h"
 #include "logprob/sequence_reduce.h"
 
+#define FBK_KERNEL(name) name##_cuda
+#define FBK_STREAM_PARAM , uintptr_t stream
+#define FBK_STREAM_ARG , stream
+#define FBK_UNLOCK (void)0
+#include "bindings/reward_bindings.h"
+
 namespace py = pybind11;
 
 PYBIND11_MODULE(_cuda, m) {

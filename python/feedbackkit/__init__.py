@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import ops, registry
+from . import ops, registry, reward
 from ._checks import ArgumentError
 from .info import info
 from .logprob import linear_logprob, sequence_logprob, sequence_reduce
@@ -24,6 +24,7 @@ __all__ = [
     "linear_logprob",
     "ops",
     "registry",
+    "reward",
     "sequence_logprob",
     "sequence_reduce",
 ]

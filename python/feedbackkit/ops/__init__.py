@@ -1,5 +1,5 @@
 """Registers every feedbackkit op with torch.library (namespace ``feedbackkit``)."""
 
-from . import linear_logprob, logprob
+from . import linear_logprob, logprob, reward
 
-__all__ = ["linear_logprob", "logprob"]
+__all__ = ["linear_logprob", "logprob", "reward"]

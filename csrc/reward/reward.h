@@ -1,0 +1,301 @@
+// The `reward` family: rewards on tokens, KL shaping, GAE, group baselines, whitening.
+// Per-element math lives here as __host__ __device__ functions shared by the CPU and CUDA
+// kernels; the entry points below are implemented in <op>_cpu.cpp and <op>_cuda.cu.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+
+#include "common/dtype.h"
+#include "common/macros.h"
+#include "common/matrix.h"
+#include "common/tensor_view.h"
+
+namespace fbk {
+
+// Codes must match feedbackkit/ops/reward.py.
+enum class SegmentMode : int { Add = 0, Last = 1 };
+enum class Normalize : int { None = 0, ZScore = 1, Affine = 2 };
+enum class KLEstimator : int { K1 = 0, Abs = 1, K2 = 2, K3 = 3 };
+enum class MaskMode : int { Skip = 0, Zero = 1 };
+enum class GroupMode : int { Grpo = 0, Rloo = 1, Mean = 2 };
+enum class Singleton : int { Zero = 0, Raw = 1 };
+
+using Opt = std::optional<TensorView>;
+
+inline const TensorView* opt_ptr(const Opt& v) { return v ? &*v : nullptr; }
+
+// ---- masks -----------------------------------------------------------------------------------
+
+// Mask element (b, t) of an optional mask: absent means valid.
+template <class M>
+FBK_HD_INLINE bool valid_at(const Matrix<const M>& mask, int64_t b, int64_t t) {
+  return !mask || mask(b, t) != M(0);
+}
+
+// Index of the last valid token of row b, or -1 for a row without one.
+template <class M>
+FBK_HD_INLINE int64_t last_valid(const Matrix<const M>& mask, int64_t b, int64_t length) {
+  if (!mask) return length - 1;
+  for (int64_t t = length - 1; t >= 0; --t)
+    if (mask(b, t) != M(0)) return t;
+  return -1;
+}
+
+// Calls f(TypeTag<M>{}) for the element type of an optional mask (uint8_t when absent).
+template <class F>
+void dispatch_optional_mask(const std::optional<TensorView>& mask, F&& f) {
+  if (!mask) return f(TypeTag<uint8_t>{});
+  dispatch_mask(mask->dtype, "mask", f);
+}
+
+// ---- KL estimators ---------------------------------------------------------------------------
+
+struct KLParams {
+  KLEstimator estimator = KLEstimator::K1;
+  double ratio_lo = -INFINITY, ratio_hi = INFINITY;  // clamp of δ = logp − ref_logp
+  double kl_lo = -INFINITY, kl_hi = INFINITY;        // clamp of the estimate
+};
+
+template <class A>
+FBK_HD_INLINE A clamp_to(A x, double lo, double hi) {
+  return x < A(lo) ? A(lo) : (x > A(hi) ? A(hi) : x);
+}
+
+template <class A>
+FBK_HD_INLINE A kl_unclamped(KLEstimator e, A d) {
+  switch (e) {
+    case KLEstimator::K1: return d;
+    case KLEstimator::Abs: return d < A(0) ? -d : d;
+    case KLEstimator::K2: return A(0.5) * d * d;
+    case KLEstimator::K3: return std::exp(-d) + d - A(1);
+  }
+  return d;
+}
+
+// Per-token estimate from δ = logp − ref_logp (already upcast).
+template <class A>
+FBK_HD_INLINE A kl_value(const KLParams& p, A delta) {
+  return clamp_to(kl_unclamped(p.estimator, clamp_to(delta, p.ratio_lo, p.ratio_hi)), p.kl_lo, p.kl_hi);
+}
+
+// d kl_value / d δ, with torch.clamp's convention: zero gradient strictly outside a clamp.
+template <class A>
+FBK_HD_INLINE A kl_derivative(const KLParams& p, A delta) {
+  if (delta < A(p.ratio_lo) || delta > A(p.ratio_hi)) return A(0);
+  const A raw = kl_unclamped(p.estimator, delta);
+  if (raw < A(p.kl_lo) || raw > A(p.kl_hi)) return A(0);
+  switch (p.estimator) {
+    case KLEstimator::K1: return A(1);
+    case KLEstimator::Abs: return delta > A(0) ? A(1) : (delta < A(0) ? A(-1) : A(0));
+    case KLEstimator::K2: return delta;
+    case KLEstimator::K3: return A(1) - std::exp(-delta);
+  }
+  return A(0);
+}
+
+// ---- GAE as a scan of affine maps ------------------------------------------------------------
+
+// The GAE recursion runs right to left over the state (V', A): the value of the next state and
+// the advantage of the next step. One position maps it to
+//   valid (or any position in "zero" mode):  V' <- v,   A <- (r − v) + γ·V' + γλ·A
+//   masked in "skip" mode:                   identity
+// These maps are lower-triangular affine maps of (V', A), closed under composition:
+//   V' <- p·V' + c1,   A <- q·V' + s·A + c2.
+template <class A>
+struct GaeMap {
+  A p = 1, c1 = 0, q = 0, s = 1, c2 = 0;
+
+  FBK_HD static GaeMap step(A reward, A value, A gamma, A gamma_lam) {
+    return GaeMap{A(0), value, gamma, gamma_lam, reward - value};
+  }
+  // (this ∘ inner): apply `inner` first.
+  FBK_HD GaeMap after(const GaeMap& inner) const {
+    return GaeMap{p * inner.p, p * inner.c1 + c1, q * inner.p + s * inner.q, s * inner.s,
+                  q * inner.c1 + s * inner.c2 + c2};
+  }
+  FBK_HD void apply(A& next_value, A& advantage) const {
+    const A v = p * next_value + c1;
+    advantage = q * next_value + s * advantage + c2;
+    next_value = v;
+  }
+};
+
+// ---- moments (count, mean, centred M2), merged exactly (Chan et al.) ---------------------------
+
+struct Moments {
+  double n = 0, mean = 0, m2 = 0;
+
+  FBK_HD void merge(const Moments& o) {
+    if (o.n == 0) return;
+    if (n == 0) {
+      *this = o;
+      return;
+    }
+    const double total = n + o.n;
+    const double delta = o.mean - mean;
+    mean += delta * (o.n / total);
+    m2 += o.m2 + delta * delta * (n * o.n / total);
+    n = total;
+  }
+  // From the all-reducible sums (count, Σx, Σx²).
+  FBK_HD static Moments from_sums(double count, double sum, double sum_sq) {
+    if (count <= 0) return Moments{};
+    const double mean = sum / count;
+    const double m2 = sum_sq - sum * mean;
+    return Moments{count, mean, m2 > 0 ? m2 : 0.0};
+  }
+  FBK_HD double sum() const { return n * mean; }
+  FBK_HD double sum_sq() const { return m2 + n * mean * mean; }
+  FBK_HD double variance(bool unbiased) const {
+    if (unbiased) return n > 1 ? m2 / (n - 1) : 0.0;
+    return n > 0 ? m2 / n : 0.0;
+  }
+};
+
+// ---- group baselines -------------------------------------------------------------------------
+
+// Two-pass centred moments of the scores value(begin) … value(end − 1).
+template <class Value>
+FBK_HD_INLINE Moments group_moments(int64_t begin, int64_t end, Value&& value) {
+  Moments m;
+  m.n = double(end - begin);
+  double sum = 0;
+  for (int64_t i = begin; i < end; ++i) sum += value(i);
+  m.mean = sum / m.n;
+  for (int64_t i = begin; i < end; ++i) {
+    const double d = value(i) - m.mean;
+    m.m2 += d * d;
+  }
+  return m;
+}
+
+template <class A>
+FBK_HD_INLINE A group_advantage_of(A x, const Moments& g, GroupMode mode, bool unbiased, double eps,
+                                   Singleton singleton) {
+  if (g.n == 1) return singleton == Singleton::Raw ? x : A(0);
+  const double centred = double(x) - g.mean;
+  switch (mode) {
+    case GroupMode::Grpo: return A(centred / (std::sqrt(g.variance(unbiased)) + eps));
+    case GroupMode::Rloo: return A(centred * g.n / (g.n - 1));
+    case GroupMode::Mean: return A(centred);
+  }
+  return A(centred);
+}
+
+// ---- reward mixing -------------------------------------------------------------------------
+
+// Source k's reward after normalisation; stats[k] is (mean, std) for z-scores, (scale, shift)
+// for affine maps.
+template <class A>
+FBK_HD_INLINE A normalized_reward(A x, Normalize normalize, const Matrix<const A>& stats, int64_t k, A eps) {
+  switch (normalize) {
+    case Normalize::None: return x;
+    case Normalize::ZScore: return (x - stats(k, 0)) / (stats(k, 1) + eps);
+    case Normalize::Affine: return stats(k, 0) * x + stats(k, 1);
+  }
+  return x;
+}
+
+// ---- whitening -------------------------------------------------------------------------------
+
+struct Whitening {
+  double mean = 0, inv_std = 0, shift = 0;  // out = (x − mean)·inv_std + shift
+
+  FBK_HD static Whitening of(const Moments& m, bool unbiased, double eps, bool shift_mean) {
+    return Whitening{m.mean, 1.0 / std::sqrt(m.variance(unbiased) + eps), shift_mean ? 0.0 : m.mean};
+  }
+  template <class A>
+  FBK_HD A apply(A x) const {
+    return A((double(x) - mean) * inv_std + shift);
+  }
+};
+
+// ---- entry points ----------------------------------------------------------------------------
+// Token tensors are [B, T] with any strides; outputs are float32 (float64 for float64 inputs).
+// Per-row vectors (bootstrap, scores), weights and stats come in that output type A.
+// Optional inputs are std::nullopt when absent. CPU versions validate data and raise
+// ValueError; CUDA versions never synchronise: malformed data makes the affected rows NaN.
+
+// Raises ValueError unless row_ptr[B+1] is a valid CSR pointer over nnz and positions >= 0.
+void validate_segments(const TensorView& row_ptr, const TensorView& positions);
+
+void segment_scatter_cpu(const TensorView& values, const TensorView& row_ptr, const TensorView& positions,
+                         const Opt& mask, SegmentMode mode, bool clamp, const TensorView& out);
+void segment_scatter_cuda(const TensorView& values, const TensorView& row_ptr, const TensorView& positions,
+                          const Opt& mask, SegmentMode mode, bool clamp, const TensorView& out, uintptr_t stream);
+
+// stats[K, 2] = (mean, population std) of each source's non-NaN entries; rewards is [K, M].
+void reward_source_stats_cpu(const TensorView& rewards, const TensorView& stats);
+void reward_source_stats_cuda(const TensorView& rewards, const TensorView& stats, uintptr_t stream);
+void combine_rewards_cpu(const TensorView& rewards, const TensorView& weights, const Opt& stats, Normalize normalize,
+                         double eps, bool renormalize, const TensorView& out, const TensorView& valid);
+void combine_rewards_cuda(const TensorView& rewards, const TensorView& weights, const Opt& stats, Normalize normalize,
+                          double eps, bool renormalize, const TensorView& out, const TensorView& valid,
+                          uintptr_t stream);
+
+void kl_penalty_cpu(const TensorView& logp, const TensorView& ref_logp, const Opt& mask, const Opt& reward,
+                    const KLParams& params, double beta, const TensorView& kl, const Opt& shaped,
+                    const TensorView& row_sum, const TensorView& row_count);
+void kl_penalty_cuda(const TensorView& logp, const TensorView& ref_logp, const Opt& mask, const Opt& reward,
+                     const KLParams& params, double beta, const TensorView& kl, const Opt& shaped,
+                     const TensorView& row_sum, const TensorView& row_count, uintptr_t stream);
+// grad = (grad_kl + grad_row_sum[b] − beta·grad_shaped)·d kl/d δ at valid tokens, 0 elsewhere;
+// d logp = grad, d ref_logp = −grad.
+void kl_penalty_backward_cpu(const TensorView& logp, const TensorView& ref_logp, const Opt& mask,
+                             const KLParams& params, double beta, const Opt& grad_kl, const Opt& grad_shaped,
+                             const Opt& grad_row_sum, const TensorView& grad_logp, const TensorView& grad_ref_logp);
+void kl_penalty_backward_cuda(const TensorView& logp, const TensorView& ref_logp, const Opt& mask,
+                              const KLParams& params, double beta, const Opt& grad_kl, const Opt& grad_shaped,
+                              const Opt& grad_row_sum, const TensorView& grad_logp, const TensorView& grad_ref_logp,
+                              uintptr_t stream);
+
+// values absent = zeros (discounted returns); advantages may be absent.
+struct GaeParams {
+  double gamma = 1, lam = 1;
+  MaskMode mode = MaskMode::Skip;
+};
+void gae_cpu(const TensorView& rewards, const Opt& values, const Opt& mask, const Opt& bootstrap,
+             const GaeParams& params, const Opt& advantages, const TensorView& returns);
+void gae_cuda(const TensorView& rewards, const Opt& values, const Opt& mask, const Opt& bootstrap,
+              const GaeParams& params, const Opt& advantages, const TensorView& returns, uintptr_t stream);
+
+// Groups are the runs of equal ids after a stable sort: order[N] is the permutation and
+// starts[N + 2] holds the start of each run in sorted order, then N in every unused slot.
+void group_advantage_cpu(const TensorView& scores, const TensorView& order, const TensorView& starts, GroupMode mode,
+                         bool unbiased, double eps, Singleton singleton, const TensorView& out);
+void group_advantage_cuda(const TensorView& scores, const TensorView& order, const TensorView& starts,
+                          GroupMode mode, bool unbiased, double eps, Singleton singleton, const TensorView& out,
+                          uintptr_t stream);
+
+// moments[B, 3] (float64 n, mean, M2) of each row's valid entries, two-pass centred.
+void row_moments_cpu(const TensorView& x, const Opt& mask, const TensorView& moments);
+void row_moments_cuda(const TensorView& x, const Opt& mask, const TensorView& moments, uintptr_t stream);
+// merged[1, 3] = moments of all rows, merged in row order.
+void merge_moments_cpu(const TensorView& moments, const TensorView& merged);
+void merge_moments_cuda(const TensorView& moments, const TensorView& merged, uintptr_t stream);
+// stats[S, 3] with S = 1 (whole batch) or B (per row): moments (n, mean, M2), or the sums
+// (count, Σx, Σx²) when stats_are_sums. Writes out (may alias x) and stats_out[S, 3] as sums.
+void whiten_apply_cpu(const TensorView& x, const Opt& mask, const TensorView& stats, bool stats_are_sums,
+                      bool shift_mean, bool unbiased, double eps, const TensorView& out, const TensorView& stats_out);
+void whiten_apply_cuda(const TensorView& x, const Opt& mask, const TensorView& stats, bool stats_are_sums,
+                       bool shift_mean, bool unbiased, double eps, const TensorView& out,
+                       const TensorView& stats_out, uintptr_t stream);
+
+// The per-row stage of rlhf_advantages: r = scores·[last valid] + token_rewards − beta·kl, GAE,
+// KL row sums and counts, and (when given) the moments of each row's advantages.
+struct RlhfInputs {
+  TensorView logp, ref_logp, values;
+  Opt mask, scores, token_rewards, bootstrap;
+};
+struct RlhfOutputs {
+  TensorView token_rewards, advantages, returns, kl_row_sum, kl_row_count;
+  Opt moments;
+};
+void rlhf_rows_cpu(const RlhfInputs& in, const KLParams& kl, double beta, const GaeParams& gae,
+                   const RlhfOutputs& out);
+void rlhf_rows_cuda(const RlhfInputs& in, const KLParams& kl, double beta, const GaeParams& gae,
+                    const RlhfOutputs& out, uintptr_t stream);
+
+}  // namespace fbk
