@@ -10,10 +10,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_usage_example_runs():
     text = README.read_text()
-    usage = text[text.index("## Using it") :]
-    code = re.search(r"```python\n(.*?)```", usage, re.S).group(1)
+    start = text.index("## Using it")
+    usage = text[start : text.index("\n## ", start + 1)]
     namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    for code in re.findall(r"```python\n(.*?)```", usage, re.S):
+        exec(compile(code, str(README), "exec"), namespace)
     seq = namespace["seq"]
     assert seq.shape == (4,) and str(seq.dtype) == "torch.float32"
     assert namespace["logp"].grad is not None
+    assert namespace["grpo"].shape == (8, 16) and namespace["ppo"].advantages.shape == (8, 16)
+    # The fused pipeline's token rewards fed to GAE reproduce its returns.
+    assert (namespace["gae"].returns - namespace["ppo"].returns).abs().max() < 1e-5
