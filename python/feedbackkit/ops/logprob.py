@@ -142,7 +142,8 @@ def _backward_of_backward(ctx, grad_grad_values):
 
 def validate_cu_seqlens_values(cu_seqlens: torch.Tensor, n: int) -> None:
     """Host-side data check of cu_seqlens (copies it to the CPU: a host sync on CUDA)."""
-    _native.cpu().validate_cu_seqlens(view(cu_seqlens.cpu()), n)
+    host = cu_seqlens.cpu()  # kept alive while the native check reads it
+    _native.cpu().validate_cu_seqlens(view(host), n)
 
 
 register("sequence_reduce", _sequence_reduce_impl, _sequence_reduce_fake, _backward, _setup_context)
@@ -263,7 +264,8 @@ def _logprob_backward(ctx, grad_logp, grad_entropy, grad_lse):
 
 def validate_labels_values(labels: torch.Tensor, vocab: int, ignore_index: int) -> None:
     """Host-side range check of labels (copies them to the CPU: a host sync on CUDA)."""
-    _native.cpu().validate_labels(view(labels.cpu()), vocab, ignore_index)
+    host = labels.cpu()  # kept alive while the native check reads it
+    _native.cpu().validate_labels(view(host), vocab, ignore_index)
 
 
 register(

@@ -171,7 +171,8 @@ def check_segment_values(values, row_ptr, positions, length, mask) -> None:
     _validate_segment_scatter(values, row_ptr, positions, length, mask, "add", "clamp")
     from .. import _native
 
-    _native.cpu().validate_segments(view(row_ptr.cpu()), view(positions.cpu()))
+    host_ptr, host_positions = row_ptr.cpu(), positions.cpu()  # alive while the check reads them
+    _native.cpu().validate_segments(view(host_ptr), view(host_positions))
 
 
 def _segment_scatter_fake(values, row_ptr, positions, length, mask, mode, out_of_range):
@@ -269,8 +270,9 @@ def _combine_fake(rewards, weights, normalize, stats, eps, renormalize):
 def _combine_impl(rewards, weights, normalize, stats, eps, renormalize):
     out, valid = _combine_fake(rewards, weights, normalize, stats, eps, renormalize)
     dtype = out.dtype
+    # Converted tensors are kept in locals: a view holds only a pointer, not the storage.
     flat = rewards.reshape(rewards.shape[0], -1)
-    stats = _stat(stats, dtype)
+    stats, weights = _stat(stats, dtype), weights.to(dtype)
     if normalize == "zscore" and stats is None:
         stats = rewards.new_empty((rewards.shape[0], 2), dtype=dtype)
         launch("reward_source_stats", rewards, view(flat), view(stats))
@@ -278,7 +280,7 @@ def _combine_impl(rewards, weights, normalize, stats, eps, renormalize):
         "combine_rewards",
         rewards,
         view(flat),
-        view(weights.to(dtype)),
+        view(weights),
         optional_view(stats),
         NORMALIZE[normalize],
         eps,
@@ -366,6 +368,7 @@ def _kl_backward_impl(
     logp, ref_logp = _common(logp, ref_logp)
     grad_logp, grad_ref = torch.empty_like(logp), torch.empty_like(ref_logp)
     dtype = stat_dtype(logp.dtype)
+    grad_kl, grad_shaped, grad_row_sum = (_stat(g, dtype) for g in (grad_kl, grad_shaped, grad_row_sum))
     launch(
         "kl_penalty_backward",
         logp,
@@ -378,9 +381,9 @@ def _kl_backward_impl(
         kl_lo,
         kl_hi,
         beta,
-        optional_view(_stat(grad_kl, dtype)),
-        optional_view(_stat(grad_shaped, dtype)),
-        optional_view(_stat(grad_row_sum, dtype)),
+        optional_view(grad_kl),
+        optional_view(grad_shaped),
+        optional_view(grad_row_sum),
         view(grad_logp),
         view(grad_ref),
     )
@@ -432,13 +435,14 @@ def _gae_fake(rewards, values, mask, bootstrap, gamma, lam, mask_mode):
 def _gae_impl(rewards, values, mask, bootstrap, gamma, lam, mask_mode):
     advantages, returns = _gae_fake(rewards, values, mask, bootstrap, gamma, lam, mask_mode)
     rewards, values = _common(rewards, values)
+    bootstrap = _stat(bootstrap, returns.dtype)
     launch(
         "gae",
         rewards,
         view(rewards),
         optional_view(values),
         optional_view(mask),
-        optional_view(_stat(bootstrap, returns.dtype)),
+        optional_view(bootstrap),
         gamma,
         lam,
         MASK_MODES[mask_mode],
@@ -748,6 +752,7 @@ def _rlhf_impl(
     )
     rewards_out, advantages, returns, kl_sum, kl_count = outs
     logp, ref_logp, values, token_rewards = _common(logp, ref_logp, values, token_rewards)
+    scores, bootstrap = _stat(scores, advantages.dtype), _stat(bootstrap, advantages.dtype)
     moments = logp.new_empty((logp.shape[0], 3), dtype=torch.float64) if whiten else None
     launch(
         "rlhf_rows",
@@ -756,9 +761,9 @@ def _rlhf_impl(
         view(ref_logp),
         view(values),
         optional_view(mask),
-        optional_view(_stat(scores, advantages.dtype)),
+        optional_view(scores),
         optional_view(token_rewards),
-        optional_view(_stat(bootstrap, advantages.dtype)),
+        optional_view(bootstrap),
         ESTIMATORS[estimator],
         ratio_lo,
         ratio_hi,
