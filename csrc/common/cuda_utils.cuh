@@ -38,6 +38,24 @@ __device__ inline V block_sum(V v) {
   return v;
 }
 
+// Maximum over the block, returned to every thread. blockDim.x must be a multiple of 32, <= 1024.
+template <class V>
+__device__ inline V block_max(V v) {
+  __shared__ V partial[32];
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const V other = __shfl_xor_sync(0xffffffffu, v, offset);
+    v = other > v ? other : v;
+  }
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = partial[0];
+  for (int w = 1; w < int(blockDim.x >> 5); ++w) v = partial[w] > v ? partial[w] : v;
+  __syncthreads();  // partial may be reused by the next call
+  return v;
+}
+
 // Threads per block for work of `n` elements per block: a power of two in [32, 256].
 inline int threads_for(int64_t n) {
   int t = 32;

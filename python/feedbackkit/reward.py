@@ -6,7 +6,9 @@ Conventions shared by every function here:
 - Token tensors are ``[B, T]`` (float32, float64, bfloat16 or float16, any strides) with an
   optional ``mask[B, T]`` (bool / uint8 / int32 / int64, nonzero = valid; ``None`` = all valid).
 - Outputs are float32, or float64 when the main input is float64; every statistic is
-  accumulated in float32 or wider, whatever the input dtype.
+  accumulated in float32 or wider, whatever the input dtype. Token inputs of one call should
+  share a dtype; when they differ they are first upcast to float32 (float64 if one of them is
+  float64), which costs one copy each.
 - Positions outside the mask are written as 0 in every token output (advantages, returns,
   KL, whitened values, token rewards) and their inputs are never read into a result, so NaN or
   inf padding cannot leak.

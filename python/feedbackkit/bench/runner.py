@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .case import Case, Workload
+from .launches import launches_per_call
 from .peak import Peak, memory_bandwidth
 from .timing import median_seconds, peak_extra_bytes
 
@@ -24,6 +25,7 @@ class Result:
     impl: str
     baseline: str
     median_ms: float | None
+    launches_per_call: int | None  # CUDA: kernels per call; CPU: outermost torch ops per call
     speedup: float | None  # baseline time / this time (1.0 for the baseline itself)
     peak_extra_mib: float | None
     peak_above_outputs_mib: float | None  # peak_extra minus the outputs every implementation returns
@@ -57,7 +59,16 @@ def discover(selected: Iterable[str] = (), *, quick: bool = False, device: str =
 
 def _failed(case: Case, impl: str, baseline: str, error: BaseException) -> Result:
     message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-    return Result(case.family, case.label, impl, baseline, *(None,) * 7, error=message)
+    return Result(case.family, case.label, impl, baseline, *(None,) * 8, error=message)
+
+
+def _launches(fn: Callable[[], Any], dev: torch.device) -> int | None:
+    """Launches of one call; None where the profiler cannot count them (it is a diagnostic, so
+    it never fails a case whose timing succeeded)."""
+    try:
+        return launches_per_call(fn, dev)
+    except Exception:
+        return None
 
 
 def _measure(
@@ -78,6 +89,7 @@ def _measure(
             continue
         t = times[name]
         peak = peak_extra_bytes(fn, dev)
+        launches = _launches(fn, dev)
         gb_per_s = None if workload.bytes_moved is None else workload.bytes_moved / t / 1e9
         results.append(
             Result(
@@ -86,6 +98,7 @@ def _measure(
                 impl=name,
                 baseline=workload.baseline,
                 median_ms=t * 1e3,
+                launches_per_call=launches,
                 speedup=None if base is None else base / t,
                 peak_extra_mib=None if peak is None else peak / 2**20,
                 peak_above_outputs_mib=(
