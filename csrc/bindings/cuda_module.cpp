@@ -76,4 +76,5 @@ PYBIND11_MODULE(_cuda, m) {
           fbk::linear_logprob_tile_backward_cuda(tile, labels, v0, ignore_index, temperature, lse, entropy, coef,
                                                  grad_entropy, grad_logp, grad_tile, stream);
         });
+  fbk::bind_reward(m);
 }

@@ -128,12 +128,16 @@ def _kl_checks(op: str, estimator: str, ratio_lo: float, ratio_hi: float, kl_lo:
     _bounds_ok(op, "clamp", kl_lo, kl_hi)
 
 
+def _out_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
+    """float64 when one of the token inputs is float64, else float32."""
+    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
 def _common(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
     """Token inputs in one dtype: unchanged when they agree, else upcast to the output dtype."""
-    dtypes = {t.dtype for t in tensors if t is not None}
-    if len(dtypes) <= 1:
+    if len({t.dtype for t in tensors if t is not None}) <= 1:
         return list(tensors)
-    target = torch.float64 if torch.float64 in dtypes else torch.float32
+    target = _out_dtype(*tensors)
     return [None if t is None else t.to(target) for t in tensors]
 
 
@@ -309,7 +313,7 @@ def _validate_kl(logp, ref_logp, mask, reward, estimator, ratio_lo, ratio_hi, kl
 
 def _kl_fake(logp, ref_logp, mask, reward, estimator, ratio_lo, ratio_hi, kl_lo, kl_hi, beta):
     _validate_kl(logp, ref_logp, mask, reward, estimator, ratio_lo, ratio_hi, kl_lo, kl_hi, beta)
-    dtype = stat_dtype(torch.promote_types(logp.dtype, ref_logp.dtype))
+    dtype = _out_dtype(logp, ref_logp, reward)
     batch = logp.shape[0]
     shaped_shape = tuple(logp.shape) if reward is not None else (0,)
     return (
@@ -425,7 +429,7 @@ def _validate_gae(rewards, values, mask, bootstrap, gamma, lam, mask_mode) -> No
 
 def _gae_fake(rewards, values, mask, bootstrap, gamma, lam, mask_mode):
     _validate_gae(rewards, values, mask, bootstrap, gamma, lam, mask_mode)
-    dtype = stat_dtype(rewards.dtype if values is None else torch.promote_types(rewards.dtype, values.dtype))
+    dtype = _out_dtype(rewards, values)
     advantages_shape = tuple(rewards.shape) if values is not None else (0,)
     return rewards.new_empty(advantages_shape, dtype=dtype), rewards.new_empty(
         tuple(rewards.shape), dtype=dtype
@@ -700,8 +704,7 @@ def _rlhf_fake(
         lam,
         mask_mode,
     )
-    dtypes = [t.dtype for t in (logp, ref_logp, values, token_rewards) if t is not None]
-    dtype = torch.float64 if torch.float64 in dtypes else torch.float32
+    dtype = _out_dtype(logp, ref_logp, values, token_rewards)
     shape, batch = tuple(logp.shape), logp.shape[0]
     return (
         *(logp.new_empty(shape, dtype=dtype) for _ in range(3)),
