@@ -130,7 +130,8 @@ def _kl_checks(op: str, estimator: str, ratio_lo: float, ratio_hi: float, kl_lo:
 
 def _out_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
     """float64 when one of the token inputs is float64, else float32."""
-    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+    wide = any(t is not None and t.dtype == torch.float64 for t in tensors)
+    return torch.float64 if wide else torch.float32
 
 
 def _common(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:

@@ -345,6 +345,7 @@ def rlhf_advantages(
     _, shaped, kl_sum, kl_count = kl_penalty(
         logp, ref_logp, valid, estimator, log_ratio_clamp, clamp, reward, beta, dtype
     )
+    assert shaped is not None  # a reward was given
     advantages, returns = gae(shaped, values, valid, gamma, lam, mask_mode, bootstrap, dtype)
     if whiten:
         advantages = masked_whiten(advantages, valid, shift_mean=shift_mean, dtype=dtype)
