@@ -59,11 +59,9 @@ void kl_penalty_backward_cpu(const TensorView& logp, const TensorView& ref_logp,
       for (int64_t b = 0; b < batch; ++b) {
         const A row_grad = g_sum ? g_sum(b, 0) : A(0);
         for (int64_t t = 0; t < length; ++t) {
-          A g = 0;
-          if (valid_at(m, b, t)) {
-            const A upstream = row_grad + (g_kl ? g_kl(b, t) : A(0)) - (g_shaped ? beta_a * g_shaped(b, t) : A(0));
-            g = upstream * kl_derivative(params, to_acc<A>(lp(b, t)) - to_acc<A>(ref(b, t)));
-          }
+          const A g = valid_at(m, b, t) ? kl_token_gradient(params, beta_a, to_acc<A>(lp(b, t)) - to_acc<A>(ref(b, t)),
+                                                            row_grad, g_kl, g_shaped, b, t)
+                                        : A(0);
           g_lp(b, t) = from_acc<T>(g);
           g_ref(b, t) = from_acc<T>(-g);
         }

@@ -38,11 +38,9 @@ __global__ void kl_penalty_backward_kernel(Matrix<const T> lp, Matrix<const T> r
   const A row_grad = g_sum ? g_sum(b, 0) : A(0);
   const int64_t stride = int64_t(gridDim.y) * blockDim.x;
   for (int64_t t = int64_t(blockIdx.y) * blockDim.x + threadIdx.x; t < length; t += stride) {
-    A g = 0;
-    if (valid_at(m, b, t)) {
-      const A upstream = row_grad + (g_kl ? g_kl(b, t) : A(0)) - (g_shaped ? beta * g_shaped(b, t) : A(0));
-      g = upstream * kl_derivative(params, to_acc<A>(lp(b, t)) - to_acc<A>(ref(b, t)));
-    }
+    const A g = valid_at(m, b, t) ? kl_token_gradient(params, beta, to_acc<A>(lp(b, t)) - to_acc<A>(ref(b, t)),
+                                                      row_grad, g_kl, g_shaped, b, t)
+                                  : A(0);
     g_lp(b, t) = from_acc<T>(g);
     g_ref(b, t) = from_acc<T>(-g);
   }

@@ -29,7 +29,7 @@ __global__ void row_moments_kernel(Matrix<const T> x, Matrix<const M> m, int64_t
     m2 += d * d;
   }
   m2 = block_sum(m2);
-  if (threadIdx.x == 0) store_moments_at(out, b, count > 0 ? Moments{count, mean, m2} : Moments{});
+  if (threadIdx.x == 0) store_moments(out, b, count > 0 ? Moments{count, mean, m2} : Moments{});
 }
 
 // One block: each thread merges a contiguous run of rows in order, then the block merges the runs
@@ -39,9 +39,9 @@ __global__ void merge_moments_kernel(Matrix<const double> in, int64_t rows, Matr
   const int64_t begin = threadIdx.x * chunk < rows ? threadIdx.x * chunk : rows;
   const int64_t end = begin + chunk < rows ? begin + chunk : rows;
   Moments total;
-  for (int64_t r = begin; r < end; ++r) total.merge(load_moments_at(in, r));
+  for (int64_t r = begin; r < end; ++r) total.merge(load_moments(in, r));
   total = block_merge(total);
-  if (threadIdx.x == 0) store_moments_at(merged, 0, total);
+  if (threadIdx.x == 0) store_moments(merged, 0, total);
 }
 
 // Elementwise over grid (rows, column blocks). Stats row `row` (b per row, 0 for the batch) is
@@ -52,7 +52,7 @@ __global__ void whiten_apply_kernel(Matrix<const T> x, Matrix<const M> m, Matrix
                                     Matrix<double> s_out, int64_t batch, int64_t length) {
   const int64_t b = blockIdx.x;
   const int64_t row = per_row ? b : 0;
-  const Moments mo = stats_are_sums ? Moments::from_sums(s(row, 0), s(row, 1), s(row, 2)) : load_moments_at(s, row);
+  const Moments mo = stats_are_sums ? Moments::from_sums(s(row, 0), s(row, 1), s(row, 2)) : load_moments(s, row);
   if (blockIdx.y == 0 && threadIdx.x == 0 && (per_row || b == 0)) {
     s_out(row, 0) = mo.n;
     s_out(row, 1) = mo.sum();

@@ -95,6 +95,47 @@ FBK_HD_INLINE A kl_derivative(const KLParams& p, A delta) {
   return A(0);
 }
 
+// d loss / d δ at a valid token: the gradient reaching kl[b, t] directly, through row_sum[b]
+// (row_grad) and through shaped (times −beta), times d kl / d δ.
+template <class A>
+FBK_HD_INLINE A kl_token_gradient(const KLParams& p, A beta, A delta, A row_grad, const Matrix<const A>& g_kl,
+                                  const Matrix<const A>& g_shaped, int64_t b, int64_t t) {
+  const A upstream = row_grad + (g_kl ? g_kl(b, t) : A(0)) - (g_shaped ? beta * g_shaped(b, t) : A(0));
+  return upstream * kl_derivative(p, delta);
+}
+
+// ---- segment rewards -------------------------------------------------------------------------
+
+// Adds (or sets) row b's segment values [begin, end) in CSR order at their positions of the zeroed
+// output row; positions at or past row_length are clamped to its last token or dropped.
+template <class T, class P, class A>
+FBK_HD_INLINE void place_segments(const Matrix<const T>& values, const Matrix<const P>& positions, int64_t begin,
+                                  int64_t end, int64_t row_length, SegmentMode mode, bool clamp, const Matrix<A>& out,
+                                  int64_t b) {
+  for (int64_t j = begin; j < end; ++j) {
+    int64_t p = positions(j, 0);
+    if (p >= row_length) {
+      if (!clamp || row_length == 0) continue;
+      p = row_length - 1;
+    }
+    const A x = to_acc<A>(values(j, 0));
+    out(b, p) = mode == SegmentMode::Add ? out(b, p) + x : x;
+  }
+}
+
+// Calls f(TypeTag<T>, TypeTag<I>, TypeTag<P>, TypeTag<M>) for values, row_ptr, positions and mask.
+template <class F>
+void dispatch_segments(const TensorView& values, const TensorView& row_ptr, const TensorView& positions,
+                       const std::optional<TensorView>& mask, F&& f) {
+  dispatch_float(values.dtype, "values", [&](auto tt) {
+    dispatch_index(row_ptr.dtype, "row_ptr", [&](auto it) {
+      dispatch_index(positions.dtype, "positions", [&](auto pt) {
+        dispatch_optional_mask(mask, [&](auto mt) { f(tt, it, pt, mt); });
+      });
+    });
+  });
+}
+
 // ---- GAE as a scan of affine maps ------------------------------------------------------------
 
 // The GAE recursion runs right to left over the state (V', A): the value of the next state and
@@ -153,6 +194,16 @@ struct Moments {
     return n > 0 ? m2 / n : 0.0;
   }
 };
+
+FBK_HD_INLINE void store_moments(const Matrix<double>& out, int64_t row, const Moments& m) {
+  out(row, 0) = m.n;
+  out(row, 1) = m.mean;
+  out(row, 2) = m.m2;
+}
+
+FBK_HD_INLINE Moments load_moments(const Matrix<const double>& in, int64_t row) {
+  return Moments{in(row, 0), in(row, 1), in(row, 2)};
+}
 
 // ---- group baselines -------------------------------------------------------------------------
 

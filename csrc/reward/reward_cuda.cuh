@@ -66,14 +66,4 @@ __device__ inline Moments block_merge(Moments m) {
   return m;
 }
 
-__device__ inline Moments load_moments_at(const Matrix<const double>& in, int64_t row) {
-  return Moments{in(row, 0), in(row, 1), in(row, 2)};
-}
-
-__device__ inline void store_moments_at(const Matrix<double>& out, int64_t row, const Moments& m) {
-  out(row, 0) = m.n;
-  out(row, 1) = m.mean;
-  out(row, 2) = m.m2;
-}
-
 }  // namespace fbk

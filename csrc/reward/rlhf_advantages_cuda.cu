@@ -50,7 +50,7 @@ __global__ void rlhf_rows_kernel(RlhfViews<T, M, A> v, KLParams kl, A beta, GaeP
   if (threadIdx.x != 0) return;
   v.kl_sum(b, 0) = total;
   v.kl_count(b, 0) = count;
-  if (v.moments) store_moments_at(v.moments, b, advantages);
+  if (v.moments) store_moments(v.moments, b, advantages);
 }
 
 }  // namespace

@@ -26,14 +26,4 @@ inline Moments row_moments(const Matrix<const T>& x, const Matrix<const M>& mask
   return m;
 }
 
-inline void store_moments(const Matrix<double>& out, int64_t row, const Moments& m) {
-  out(row, 0) = m.n;
-  out(row, 1) = m.mean;
-  out(row, 2) = m.m2;
-}
-
-inline Moments load_moments(const Matrix<const double>& in, int64_t row) {
-  return Moments{in(row, 0), in(row, 1), in(row, 2)};
-}
-
 }  // namespace fbk

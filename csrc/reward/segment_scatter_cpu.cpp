@@ -31,37 +31,21 @@ void segment_scatter_cpu(const TensorView& values, const TensorView& row_ptr, co
   validate_segments(row_ptr, positions);
   check_ndim(out, "out", 2);
   const int64_t batch = out.sizes[0], length = out.sizes[1];
-  dispatch_float(values.dtype, "values", [&](auto tt) {
+  dispatch_segments(values, row_ptr, positions, mask, [&](auto tt, auto it, auto pt, auto mt) {
     using T = typename decltype(tt)::type;
     using A = acc_t<T>;
-    dispatch_index(row_ptr.dtype, "row_ptr", [&](auto it) {
-      using I = typename decltype(it)::type;
-      dispatch_index(positions.dtype, "positions", [&](auto pt) {
-        using P = typename decltype(pt)::type;
-        dispatch_optional_mask(mask, [&](auto mt) {
-          using M = typename decltype(mt)::type;
-          const auto v = matrix<const T>(values);
-          const auto ptr = matrix<const I>(row_ptr);
-          const auto pos = matrix<const P>(positions);
-          const auto m = matrix<const M>(opt_ptr(mask));
-          const auto o = matrix<A>(out);
+    using I = typename decltype(it)::type;
+    using P = typename decltype(pt)::type;
+    using M = typename decltype(mt)::type;
+    const auto ptr = matrix<const I>(row_ptr);
+    const auto m = matrix<const M>(opt_ptr(mask));
+    const auto o = matrix<A>(out);
 #pragma omp parallel for schedule(static)
-          for (int64_t b = 0; b < batch; ++b) {
-            for (int64_t t = 0; t < length; ++t) o(b, t) = A(0);
-            const int64_t row_length = last_valid(m, b, length) + 1;
-            for (int64_t j = ptr(b, 0); j < int64_t(ptr(b + 1, 0)); ++j) {
-              int64_t p = pos(j, 0);
-              if (p >= row_length) {
-                if (!clamp || row_length == 0) continue;
-                p = row_length - 1;
-              }
-              const A x = to_acc<A>(v(j, 0));
-              o(b, p) = mode == SegmentMode::Add ? o(b, p) + x : x;
-            }
-          }
-        });
-      });
-    });
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t t = 0; t < length; ++t) o(b, t) = A(0);
+      place_segments(matrix<const T>(values), matrix<const P>(positions), ptr(b, 0), ptr(b + 1, 0),
+                     last_valid(m, b, length) + 1, mode, clamp, o, b);
+    }
   });
 }
 

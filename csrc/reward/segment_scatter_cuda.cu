@@ -25,16 +25,7 @@ __global__ void segment_scatter_kernel(Matrix<const T> v, Matrix<const I> ptr, M
   if (bad) return;
   const int64_t row_length = block_last_valid(m, b, length) + 1;
   __syncthreads();  // the zeros land before the segments
-  if (threadIdx.x != 0) return;
-  for (int64_t j = begin; j < end; ++j) {
-    int64_t p = pos(j, 0);
-    if (p >= row_length) {
-      if (!clamp || row_length == 0) continue;
-      p = row_length - 1;
-    }
-    const A x = to_acc<A>(v(j, 0));
-    o(b, p) = mode == SegmentMode::Add ? o(b, p) + x : x;
-  }
+  if (threadIdx.x == 0) place_segments(v, pos, begin, end, row_length, mode, clamp, o, b);
 }
 
 }  // namespace
@@ -49,22 +40,16 @@ void segment_scatter_cuda(const TensorView& values, const TensorView& row_ptr, c
   check_size(row_ptr, "row_ptr", 0, batch + 1);
   if (batch == 0 || length == 0) return;
   check_grid_rows(batch, "row_ptr");
-  dispatch_float(values.dtype, "values", [&](auto tt) {
+  dispatch_segments(values, row_ptr, positions, mask, [&](auto tt, auto it, auto pt, auto mt) {
     using T = typename decltype(tt)::type;
     using A = acc_t<T>;
-    dispatch_index(row_ptr.dtype, "row_ptr", [&](auto it) {
-      using I = typename decltype(it)::type;
-      dispatch_index(positions.dtype, "positions", [&](auto pt) {
-        using P = typename decltype(pt)::type;
-        dispatch_optional_mask(mask, [&](auto mt) {
-          using M = typename decltype(mt)::type;
-          segment_scatter_kernel<T, I, P, M, A><<<unsigned(batch), threads_for(length), 0, as_stream(stream)>>>(
-              matrix<const T>(values), matrix<const I>(row_ptr), matrix<const P>(positions),
-              matrix<const M>(opt_ptr(mask)), batch, nnz, length, mode, clamp, matrix<A>(out));
-          check_launch("segment_scatter");
-        });
-      });
-    });
+    using I = typename decltype(it)::type;
+    using P = typename decltype(pt)::type;
+    using M = typename decltype(mt)::type;
+    segment_scatter_kernel<T, I, P, M, A><<<unsigned(batch), threads_for(length), 0, as_stream(stream)>>>(
+        matrix<const T>(values), matrix<const I>(row_ptr), matrix<const P>(positions), matrix<const M>(opt_ptr(mask)),
+        batch, nnz, length, mode, clamp, matrix<A>(out));
+    check_launch("segment_scatter");
   });
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -619,164 +620,90 @@ def _whiten_impl(x, mask, stats, shift_mean, unbiased, eps, scope):
 # ---- rlhf_advantages -------------------------------------------------------------------------
 
 
-def _validate_rlhf(
-    logp,
-    ref_logp,
-    values,
-    mask,
-    scores,
-    token_rewards,
-    bootstrap,
-    estimator,
-    ratio_lo,
-    ratio_hi,
-    kl_lo,
-    kl_hi,
-    beta,
-    gamma,
-    lam,
-    mask_mode,
-) -> None:
+class RlhfArgs(NamedTuple):
+    """The arguments of the rlhf_advantages op, in schema order."""
+
+    logp: torch.Tensor
+    ref_logp: torch.Tensor
+    values: torch.Tensor
+    mask: torch.Tensor | None
+    scores: torch.Tensor | None
+    token_rewards: torch.Tensor | None
+    bootstrap: torch.Tensor | None
+    estimator: str
+    ratio_lo: float
+    ratio_hi: float
+    kl_lo: float
+    kl_hi: float
+    beta: float
+    gamma: float
+    lam: float
+    mask_mode: str
+    whiten: bool
+    shift_mean: bool
+
+
+def _validate_rlhf(a: RlhfArgs) -> None:
     op = "rlhf_advantages"
-    _tokens(op, "logp", logp)
-    shape = logp.shape
-    _tokens(op, "ref_logp", ref_logp, shape)
-    _tokens(op, "values", values, shape)
-    _mask(op, mask, shape)
-    if scores is None and token_rewards is None:
+    _tokens(op, "logp", a.logp)
+    shape = a.logp.shape
+    _tokens(op, "ref_logp", a.ref_logp, shape)
+    _tokens(op, "values", a.values, shape)
+    _mask(op, a.mask, shape)
+    if a.scores is None and a.token_rewards is None:
         raise ArgumentError(f"{op}: give 'scores' ([B]), 'token_rewards' ([B, T]) or both; got neither")
-    _row_vector(op, "scores", scores, shape[0])
-    if token_rewards is not None:
-        _tokens(op, "token_rewards", token_rewards, shape)
-    _row_vector(op, "bootstrap", bootstrap, shape[0])
-    _kl_checks(op, estimator, ratio_lo, ratio_hi, kl_lo, kl_hi)
-    if not math.isfinite(beta):
-        raise ArgumentError(f"{op}: 'beta' must be finite; got {beta!r}")
-    _unit_interval(op, "gamma", gamma)
-    _unit_interval(op, "lam", lam)
-    check_choice(op, "mask_mode", mask_mode, MASK_MODES)
-    _same_device(
-        op,
-        logp=logp,
-        ref_logp=ref_logp,
-        values=values,
-        mask=mask,
-        scores=scores,
-        token_rewards=token_rewards,
-        bootstrap=bootstrap,
-    )
+    _row_vector(op, "scores", a.scores, shape[0])
+    if a.token_rewards is not None:
+        _tokens(op, "token_rewards", a.token_rewards, shape)
+    _row_vector(op, "bootstrap", a.bootstrap, shape[0])
+    _kl_checks(op, a.estimator, a.ratio_lo, a.ratio_hi, a.kl_lo, a.kl_hi)
+    if not math.isfinite(a.beta):
+        raise ArgumentError(f"{op}: 'beta' must be finite; got {a.beta!r}")
+    _unit_interval(op, "gamma", a.gamma)
+    _unit_interval(op, "lam", a.lam)
+    check_choice(op, "mask_mode", a.mask_mode, MASK_MODES)
+    tensors = ("logp", "ref_logp", "values", "mask", "scores", "token_rewards", "bootstrap")
+    _same_device(op, **{name: getattr(a, name) for name in tensors})
 
 
-def _rlhf_fake(
-    logp,
-    ref_logp,
-    values,
-    mask,
-    scores,
-    token_rewards,
-    bootstrap,
-    estimator,
-    ratio_lo,
-    ratio_hi,
-    kl_lo,
-    kl_hi,
-    beta,
-    gamma,
-    lam,
-    mask_mode,
-    whiten,
-    shift_mean,
-):
-    _validate_rlhf(
-        logp,
-        ref_logp,
-        values,
-        mask,
-        scores,
-        token_rewards,
-        bootstrap,
-        estimator,
-        ratio_lo,
-        ratio_hi,
-        kl_lo,
-        kl_hi,
-        beta,
-        gamma,
-        lam,
-        mask_mode,
-    )
-    dtype = _out_dtype(logp, ref_logp, values, token_rewards)
-    shape, batch = tuple(logp.shape), logp.shape[0]
+def _rlhf_fake(*args):
+    a = RlhfArgs(*args)
+    _validate_rlhf(a)
+    dtype = _out_dtype(a.logp, a.ref_logp, a.values, a.token_rewards)
+    shape, batch = tuple(a.logp.shape), a.logp.shape[0]
     return (
-        *(logp.new_empty(shape, dtype=dtype) for _ in range(3)),
-        logp.new_empty((batch,), dtype=dtype),
-        logp.new_empty((batch,), dtype=torch.int64),
+        *(a.logp.new_empty(shape, dtype=dtype) for _ in range(3)),
+        a.logp.new_empty((batch,), dtype=dtype),
+        a.logp.new_empty((batch,), dtype=torch.int64),
     )
 
 
-def _rlhf_impl(
-    logp,
-    ref_logp,
-    values,
-    mask,
-    scores,
-    token_rewards,
-    bootstrap,
-    estimator,
-    ratio_lo,
-    ratio_hi,
-    kl_lo,
-    kl_hi,
-    beta,
-    gamma,
-    lam,
-    mask_mode,
-    whiten,
-    shift_mean,
-):
-    outs = _rlhf_fake(
-        logp,
-        ref_logp,
-        values,
-        mask,
-        scores,
-        token_rewards,
-        bootstrap,
-        estimator,
-        ratio_lo,
-        ratio_hi,
-        kl_lo,
-        kl_hi,
-        beta,
-        gamma,
-        lam,
-        mask_mode,
-        whiten,
-        shift_mean,
-    )
+def _rlhf_impl(*args):
+    outs = _rlhf_fake(*args)
+    a = RlhfArgs(*args)
     rewards_out, advantages, returns, kl_sum, kl_count = outs
-    logp, ref_logp, values, token_rewards = _common(logp, ref_logp, values, token_rewards)
-    scores, bootstrap = _stat(scores, advantages.dtype), _stat(bootstrap, advantages.dtype)
-    moments = logp.new_empty((logp.shape[0], 3), dtype=torch.float64) if whiten else None
+    logp, ref_logp, values, token_rewards = _common(a.logp, a.ref_logp, a.values, a.token_rewards)
+    scores, bootstrap = _stat(a.scores, advantages.dtype), _stat(a.bootstrap, advantages.dtype)
+    moments = logp.new_empty((logp.shape[0], 3), dtype=torch.float64) if a.whiten else None
     launch(
         "rlhf_rows",
         logp,
         view(logp),
         view(ref_logp),
         view(values),
-        optional_view(mask),
+        optional_view(a.mask),
         optional_view(scores),
         optional_view(token_rewards),
         optional_view(bootstrap),
-        ESTIMATORS[estimator],
-        ratio_lo,
-        ratio_hi,
-        kl_lo,
-        kl_hi,
-        beta,
-        gamma,
-        lam,
-        MASK_MODES[mask_mode],
+        ESTIMATORS[a.estimator],
+        a.ratio_lo,
+        a.ratio_hi,
+        a.kl_lo,
+        a.kl_hi,
+        a.beta,
+        a.gamma,
+        a.lam,
+        MASK_MODES[a.mask_mode],
         view(rewards_out),
         view(advantages),
         view(returns),
@@ -784,22 +711,22 @@ def _rlhf_impl(
         view(kl_count),
         optional_view(moments),
     )
-    if whiten:
+    if a.whiten:
         merged = logp.new_empty((1, 3), dtype=torch.float64)
         launch("merge_moments", logp, view(moments), view(merged))
-        stats_out = logp.new_empty((1, 3), dtype=torch.float64)
+        unused_stats = logp.new_empty((1, 3), dtype=torch.float64)
         launch(
             "whiten_apply",
             logp,
             view(advantages),
-            optional_view(mask),
+            optional_view(a.mask),
             view(merged),
             False,
-            shift_mean,
+            a.shift_mean,
             True,
             1e-8,
             view(advantages),
-            view(stats_out),
+            view(unused_stats),
         )
     return outs
 
