@@ -9,6 +9,7 @@ import torch
 from rich.console import Console
 
 from feedbackkit.bench import Case, Workload, discover, run
+from feedbackkit.bench.launches import launches_per_call
 from feedbackkit.bench.peak import Peak, memory_bandwidth
 from feedbackkit.bench.report import environment, print_table, write_json
 from feedbackkit.bench.timing import peak_extra_bytes
@@ -43,6 +44,39 @@ def test_speedup_is_relative_to_baseline():
     assert results["torch"].speedup == 1.0
     assert results["fast"].speedup == pytest.approx(results["torch"].median_ms / results["fast"].median_ms)
     assert results["fast"].gb_per_s == pytest.approx(x.nbytes / (results["fast"].median_ms * 1e-3) / 1e9)
+
+
+def test_launches_count_outermost_ops_on_cpu():
+    x = torch.randn(1 << 10)
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    values = torch.randn(4, 8)
+    cpu = torch.device("cpu")
+    assert launches_per_call(lambda: (x * 2).sum(), cpu) == 2  # not the to/copy_/fill_ inside them
+    assert launches_per_call(lambda: torch.stack([x + i for i in range(20)]), cpu) == 21
+    fused = torch.ops.feedbackkit.sequence_reduce
+    assert launches_per_call(lambda: fused(values, mask, None, "mean"), cpu) == 1
+    (result,) = run([_case(lambda device: Workload({"torch": lambda: x.sum()}))], repeats=2)
+    assert result.launches_per_call == 1
+
+
+def test_launches_of_compiled_cpu_code_are_unknown():
+    compiled = torch.compile(lambda x: (x * 2).sin().sum(), dynamic=False)
+    x = torch.randn(1 << 10)
+    compiled(x)
+    assert launches_per_call(lambda: compiled(x), torch.device("cpu")) is None
+
+
+@pytest.mark.cuda
+def test_launches_count_cuda_kernels():
+    x = torch.randn(1 << 16, device="cuda")
+
+    def ten_adds():
+        y = x
+        for _ in range(10):
+            y = y + 1
+        return y
+
+    assert launches_per_call(ten_adds, torch.device("cuda")) == 10
 
 
 def test_failures_are_isolated():

@@ -7,7 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.profiler import DeviceType, ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile
+
+# Kineto activity types of GPU work; syncs and GPU annotations are device events too, not launches.
+GPU_WORK = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
 
 
 def _is_operator(name: str) -> bool:
@@ -17,7 +20,8 @@ def _is_operator(name: str) -> bool:
 
 def _outermost(spans: list[tuple[int, int, int]]) -> int:
     """The number of (start, end, thread) spans not nested inside another span of their thread."""
-    count, open_until = 0, {}
+    count = 0
+    open_until: dict[int, int] = {}  # thread -> end of its current outermost span
     for start, end, thread in sorted(spans, key=lambda s: (s[0], -s[1])):
         if start >= open_until.get(thread, start):
             count += 1
@@ -42,9 +46,9 @@ def launches_per_call(fn: Callable[[], Any], device: torch.device) -> int | None
             torch.cuda.synchronize(device)
     del result
     # The raw kineto events: building profile.events() takes seconds for a 100k-op eager loop.
-    events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+    events = prof.profiler.kineto_results.events()
     if cuda:
-        return sum(e.device_type() == DeviceType.CUDA for e in events)
+        return sum(e.activity_type() in GPU_WORK for e in events)
     if any(e.name().startswith("Torch-Compiled Region") for e in events):
         return None
     operators = [e for e in events if _is_operator(e.name())]

@@ -13,7 +13,7 @@ import torch
 from .case import Case, Workload
 from .launches import launches_per_call
 from .peak import Peak, memory_bandwidth
-from .timing import median_seconds, peak_extra_bytes
+from .timing import median_seconds, peak_extra_bytes, settle_malloc
 
 CASES_PACKAGE = "feedbackkit.benchmarks"
 
@@ -129,6 +129,7 @@ def run(
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was requested but torch sees no CUDA device")
     peak = peak or memory_bandwidth(dev)
+    settle_malloc()
     results: list[Result] = []
     for case in cases:
         if progress is not None:

@@ -53,26 +53,44 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def settle_malloc() -> None:
+    """Sets glibc's thresholds to where its own dynamic tuning settles (mmap 32 MiB, trim 64 MiB),
+    so that every case is timed with the same allocator. Left at their defaults, outputs of 128 KiB
+    and more are fresh mmaps whose page faults the first case of a run pays on every call, and the
+    cases after a peak-memory measurement (which ends by settling) do not."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+
+
 @contextlib.contextmanager
 def large_frees_returned_to_os() -> Iterator[None]:
     """While active, glibc serves allocations of >= 64 KiB with mmap and unmaps them on free, so
     the resident-set peak tracks live tensors (otherwise freed memory is kept and reused).
-    Afterwards the thresholds are set to where glibc's own dynamic tuning settles (32 MiB), so
-    timings are not slowed by page faults."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+    Afterwards the allocator is settled (:func:`settle_malloc`), so timings are not slowed by page
+    faults."""
+    libc = _libc()
+    if libc is None:
         yield
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 64 << 10)
-    libc.mallopt(m_trim_threshold, 64 << 10)
+    libc.mallopt(M_MMAP_THRESHOLD, 64 << 10)
+    libc.mallopt(M_TRIM_THRESHOLD, 64 << 10)
     libc.malloc_trim(0)  # hands back free pages already held, so reusing them shows in the RSS
     try:
         yield
     finally:
-        libc.mallopt(m_mmap_threshold, 32 << 20)
-        libc.mallopt(m_trim_threshold, 64 << 20)
+        settle_malloc()
 
 
 def peak_extra_bytes(fn: Callable[[], Any], device: torch.device) -> int | None:
