@@ -63,13 +63,33 @@ FBK_HD_INLINE A clamp_to(A x, double lo, double hi) {
   return x < A(lo) ? A(lo) : (x > A(hi) ? A(hi) : x);
 }
 
+// exp(−d) − 1 + d without cancellation: a Taylor series for |d| < 1/8 (the usual size of a
+// per-token log ratio, where exp(−d) − 1 + d in floating point would be mostly rounding error),
+// expm1 beyond.
+template <class A>
+FBK_HD_INLINE A k3_of(A d) {
+  if (d > A(-0.125) && d < A(0.125)) {
+    // d²·(1/2 − d/6 + d²/24 − d³/120 + d⁴/720 − d⁵/5040 + d⁶/40320 − d⁷/362880): truncation < 1e-17.
+    A p = A(-1.0 / 362880);
+    p = p * d + A(1.0 / 40320);
+    p = p * d + A(-1.0 / 5040);
+    p = p * d + A(1.0 / 720);
+    p = p * d + A(-1.0 / 120);
+    p = p * d + A(1.0 / 24);
+    p = p * d + A(-1.0 / 6);
+    p = p * d + A(0.5);
+    return p * d * d;
+  }
+  return std::expm1(-d) + d;
+}
+
 template <class A>
 FBK_HD_INLINE A kl_unclamped(KLEstimator e, A d) {
   switch (e) {
     case KLEstimator::K1: return d;
     case KLEstimator::Abs: return d < A(0) ? -d : d;
     case KLEstimator::K2: return A(0.5) * d * d;
-    case KLEstimator::K3: return std::exp(-d) + d - A(1);
+    case KLEstimator::K3: return k3_of(d);
   }
   return d;
 }
@@ -90,7 +110,7 @@ FBK_HD_INLINE A kl_derivative(const KLParams& p, A delta) {
     case KLEstimator::K1: return A(1);
     case KLEstimator::Abs: return delta > A(0) ? A(1) : (delta < A(0) ? A(-1) : A(0));
     case KLEstimator::K2: return delta;
-    case KLEstimator::K3: return A(1) - std::exp(-delta);
+    case KLEstimator::K3: return -std::expm1(-delta);
   }
   return A(0);
 }
