@@ -95,6 +95,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("validate_labels", &fbk::validate_labels, py::arg("labels"), py::arg("vocab"), py::arg("ignore_index"));
   m.def("validate_cu_seqlens", &fbk::validate_cu_seqlens, py::arg("cu_seqlens"), py::arg("n"));
   m.def("validate_segments", &fbk::validate_segments, py::arg("row_ptr"), py::arg("positions"));
+  m.def("group_runs", [](const fbk::TensorView& group_ids, const fbk::TensorView& order, const fbk::TensorView& starts) {
+    py::gil_scoped_release release;
+    fbk::group_runs_cpu(group_ids, order, starts);
+  });
   fbk::bind_reward(m);
   bind_testing(m);
 }

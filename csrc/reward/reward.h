@@ -334,6 +334,8 @@ void gae_cuda(const TensorView& rewards, const Opt& values, const Opt& mask, con
 
 // Groups are the runs of equal ids after a stable sort: order[N] is the permutation and
 // starts[N + 2] holds the start of each run in sorted order, then N in every unused slot.
+// On the CPU the runs come from a native sort (one call instead of several torch ops).
+void group_runs_cpu(const TensorView& group_ids, const TensorView& order, const TensorView& starts);
 void group_advantage_cpu(const TensorView& scores, const TensorView& order, const TensorView& starts, GroupMode mode,
                          bool unbiased, double eps, Singleton singleton, const TensorView& out);
 void group_advantage_cuda(const TensorView& scores, const TensorView& order, const TensorView& starts,

@@ -495,6 +495,11 @@ def group_runs(group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(order, starts): the stable sort permutation of the ids, and the start of each run of
     equal ids in sorted order followed by N in every unused slot ([N + 2]); no host sync."""
     n = group_ids.shape[0]
+    if not group_ids.is_cuda:
+        order = group_ids.new_empty((n,), dtype=torch.int64)
+        starts = group_ids.new_empty((n + 2,), dtype=torch.int64)
+        launch("group_runs", group_ids, view(group_ids), view(order), view(starts))
+        return order, starts
     sorted_ids, order = torch.sort(group_ids, stable=True)
     is_start = torch.ones(n, dtype=torch.bool, device=group_ids.device)
     is_start[1:] = sorted_ids[1:] != sorted_ids[:-1]
