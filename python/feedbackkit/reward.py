@@ -182,8 +182,8 @@ def kl_penalty(
     - ``"abs"``: kl = |δ|;
     - ``"k2"``: kl = δ² / 2;
     - ``"k3"``: kl = exp(−δ) + δ − 1 (unbiased, ≥ 0, low variance), evaluated without
-      cancellation (a series for |δ| < 1/8, expm1 beyond): float32 results stay within 1e-6 of
-      the exact value even at |δ| ~ 1e-5, where the naive float32 formula gives only rounding noise.
+      cancellation (a Taylor series at small |δ|): float32 results stay within 1e-6 of the exact
+      value even at |δ| ~ 1e-5, where the naive float32 formula gives only rounding noise.
 
     The result is then clamped to ``clamp`` = (lo, hi) when given; a clamp has zero gradient
     outside its range (as ``torch.clamp``). Outside the mask kl = 0 with zero gradient.
