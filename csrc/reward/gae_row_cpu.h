@@ -7,17 +7,17 @@
 
 namespace fbk {
 
-// Runs row b right to left. reward(t) and value(t) are read only at valid tokens (masked
-// tokens count as 0 in "zero" mode and are skipped in "skip" mode); γ·bootstrap is added to the
-// reward of the last valid token. emit(t, valid, advantage, value) receives every position.
-template <class A, class M, class Reward, class Value, class Emit>
-inline void gae_row(const Matrix<const M>& mask, int64_t b, int64_t length, const GaeParams& p, A bootstrap,
-                    Reward&& reward, Value&& value, Emit&& emit) {
-  const int64_t last = last_valid(mask, b, length);
+// Runs one row right to left. valid(t) tells whether token t counts; reward(t) and value(t) are
+// read only at valid tokens (masked tokens count as 0 in "zero" mode and are skipped in "skip"
+// mode); γ·bootstrap is added to the reward of the last valid token `last` (−1: none).
+// emit(t, valid, advantage, value) receives every position.
+template <class A, class Valid, class Reward, class Value, class Emit>
+inline void gae_row(int64_t length, int64_t last, const GaeParams& p, A bootstrap, Valid&& valid, Reward&& reward,
+                    Value&& value, Emit&& emit) {
   const A gamma = A(p.gamma), gamma_lam = A(p.gamma * p.lam);
   A next_value = 0, advantage = 0;
   for (int64_t t = length - 1; t >= 0; --t) {
-    const bool on = valid_at(mask, b, t);
+    const bool on = valid(t);
     if (!on && p.mode == MaskMode::Skip) {
       emit(t, false, A(0), A(0));
       continue;

@@ -40,7 +40,7 @@ void rlhf_rows_cpu(const RlhfInputs& in, const KLParams& kl, double beta, const 
           return r;
         };
         gae_row<A>(
-            m, b, length, gae, boot ? boot(b, 0) : A(0), reward,
+            length, last, gae, boot ? boot(b, 0) : A(0), [&](int64_t t) { return valid_at(m, b, t); }, reward,
             [&](int64_t t) { return to_acc<A>(values(b, t)); },
             [&](int64_t t, bool on, A a, A value) {
               if (!on) token_out(b, t) = A(0);
