@@ -50,6 +50,12 @@ void dispatch_optional_mask(const std::optional<TensorView>& mask, F&& f) {
   dispatch_mask(mask->dtype, "mask", f);
 }
 
+// Calls f(TypeTag<T>{}, TypeTag<M>{}) for a float token tensor and its optional mask.
+template <class F>
+void dispatch_tokens(const TensorView& values, const char* arg, const std::optional<TensorView>& mask, F&& f) {
+  dispatch_float(values.dtype, arg, [&](auto tt) { dispatch_optional_mask(mask, [&](auto mt) { f(tt, mt); }); });
+}
+
 // ---- KL estimators ---------------------------------------------------------------------------
 
 struct KLParams {
