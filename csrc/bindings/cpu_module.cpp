@@ -16,6 +16,9 @@
 #define FBK_STREAM_ARG
 #define FBK_UNLOCK pybind11::gil_scoped_release release
 #include "bindings/reward_bindings.h"
+#define FBK_WORKSPACE_PARAM
+#define FBK_WORKSPACE_ARG
+#include "bindings/compress_bindings.h"
 
 namespace py = pybind11;
 
@@ -100,5 +103,6 @@ PYBIND11_MODULE(_C, m) {
     fbk::group_runs_cpu(group_ids, order, starts);
   });
   fbk::bind_reward(m);
+  fbk::bind_compress(m);
   bind_testing(m);
 }

@@ -14,6 +14,9 @@
 #define FBK_STREAM_ARG , stream
 #define FBK_UNLOCK (void)0
 #include "bindings/reward_bindings.h"
+#define FBK_WORKSPACE_PARAM , TV workspace
+#define FBK_WORKSPACE_ARG , workspace
+#include "bindings/compress_bindings.h"
 
 namespace py = pybind11;
 
@@ -77,4 +80,6 @@ PYBIND11_MODULE(_cuda, m) {
                                                  grad_entropy, grad_logp, grad_tile, stream);
         });
   fbk::bind_reward(m);
+  fbk::bind_compress(m);
+  m.def("compress_workspace_bytes", &fbk::compress_workspace_bytes, py::arg("n"));
 }

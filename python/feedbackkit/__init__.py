@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import ops, registry, reward
+from . import compress, ops, registry, reward
 from ._checks import ArgumentError
 from .info import info
 from .logprob import linear_logprob, sequence_logprob, sequence_reduce
@@ -17,6 +17,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "ArgumentError",
+    "compress",
     "Method",
     "Paper",
     "__version__",
