@@ -41,7 +41,7 @@ FBK_HD_INLINE uint16_t raw_bits(bf16 x) { return x.bits; }
 FBK_HD_INLINE uint16_t raw_bits(f16 x) { return x.bits; }
 
 // Order-preserving key of x: larger |x| (by=Abs) or larger x (by=Value) gives a larger key;
-// -0 and +0 share a key under Abs. Every NaN maps to the maximum key, which no number has,
+// -0 and +0 share a key. Every NaN maps to the maximum key, which no number has,
 // so NaNs rank above +inf and are counted by comparing with key_max.
 template <class T>
 FBK_HD_INLINE key_t<T> order_key(T x, TopKBy by) {
@@ -50,6 +50,7 @@ FBK_HD_INLINE key_t<T> order_key(T x, TopKBy by) {
   const U magnitude = static_cast<U>(bits & static_cast<U>(~sign_bit<U>()));
   if (magnitude > inf_bits<T>()) return key_max<U>();
   if (by == TopKBy::Abs) return magnitude;
+  if (magnitude == 0) return sign_bit<U>();  // -0 ties with +0
   return (bits & sign_bit<U>()) ? static_cast<U>(~bits) : static_cast<U>(bits | sign_bit<U>());
 }
 

@@ -84,9 +84,10 @@ def topk(
     """The k largest entries of the flattened `x` by magnitude (``by="abs"``) or value.
 
     Exact: the k-th largest key is found by a radix select over order-preserving integer keys,
-    and among entries equal to it the lowest indices win. +0 and −0 tie under "abs". Entries
+    and among entries equal to it the lowest indices win. +0 and −0 tie. Entries
     come unsorted. 1 ≤ k ≤ x.numel()."""
     allow_nan = _allow_nan("topk", nan)
+    _ops.validate_topk(x, k, by, index_dtype)
     values, indices, status = torch.ops.feedbackkit.topk(x, k, by, allow_nan, index_dtype)
     _raise_on_nan("topk", "x", status, allow_nan)
     return TopK(values, indices)
@@ -99,6 +100,8 @@ def ef21_step(grad: torch.Tensor, g_i: torch.Tensor, k: int, *, nan: NanPolicy =
     rounded to grad's dtype; g_i ← g_i + c in place. Returns the message carrying c. The
     receivers update g ← g + mean_i c_i with :func:`decompress_add`."""
     allow_nan = _allow_nan("ef21_step", nan)
+    _ops.validate_step("ef21_step", grad, "g_i", g_i, k)
+    _ops.check_not_aliased("ef21_step", "g_i", g_i, grad)
     packed, status = torch.ops.feedbackkit.ef21_step(grad, g_i, k, allow_nan)
     _raise_on_nan("ef21_step", "grad", status, allow_nan)
     return Message(packed, *unpack(packed, k, grad.numel(), grad.dtype))
@@ -112,6 +115,8 @@ def ef14_step(
     t = error + lr·grad (rounded to grad's dtype); v = TopK(t) is sent; error ← t − v in place
     (t everywhere, 0 at the sent entries). The receivers apply x ← x − mean_i v_i."""
     allow_nan = _allow_nan("ef14_step", nan)
+    _ops.validate_step("ef14_step", grad, "error", error, k)
+    _ops.check_not_aliased("ef14_step", "error", error, grad)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr)):
         raise ArgumentError(f"ef14_step: 'lr' must be a finite number; got {lr!r}")
     packed, status = torch.ops.feedbackkit.ef14_step(grad, error, k, float(lr), allow_nan)
@@ -132,6 +137,7 @@ def decompress_add(
     Indices within one row must be distinct (TopK's are). On the CPU out-of-range indices raise
     ValueError; ``check=True`` verifies range and distinctness on any device first (a host
     synchronisation on CUDA)."""
+    _ops.validate_decompress(out, indices, values)
     if check:
         _check_indices(out, indices)
     torch.ops.feedbackkit.decompress_add(out, indices, values, float(scale))
@@ -145,7 +151,9 @@ def _check_indices(out: torch.Tensor, indices: torch.Tensor) -> None:
         return
     low, high = int(indices.min()), int(indices.max())
     if low < 0 or high >= out.numel():
-        raise ArgumentError(f"decompress_add: 'indices' must lie in [0, {out.numel()}); got values in [{low}, {high}]")
+        raise ArgumentError(
+            f"decompress_add: 'indices' must lie in [0, {out.numel()}); got values in [{low}, {high}]"
+        )
     ordered = indices.sort(dim=1).values
     if bool((ordered[:, 1:] == ordered[:, :-1]).any()):
         raise ArgumentError("decompress_add: 'indices' repeats a position within a row")
@@ -156,7 +164,9 @@ def _check_indices(out: torch.Tensor, indices: torch.Tensor) -> None:
 
 def _alpha(alpha: float) -> float:
     if not (isinstance(alpha, (int, float)) and 0.0 < alpha <= 1.0):
-        raise ArgumentError(f"'alpha' (the compressor's contraction, k/d for TopK) must be in (0, 1]; got {alpha!r}")
+        raise ArgumentError(
+            f"'alpha' (the compressor's contraction, k/d for TopK) must be in (0, 1]; got {alpha!r}"
+        )
     return float(alpha)
 
 
@@ -178,7 +188,9 @@ def ef21_stepsize(
     M = L_QM = √(mean L_i²) (the original EF21 analysis)."""
     constants = [float(v) for v in L_i]
     if not constants or any(not math.isfinite(v) or v < 0 for v in constants):
-        raise ArgumentError(f"ef21_stepsize: 'L_i' must be a non-empty sequence of finite numbers >= 0; got {L_i!r}")
+        raise ArgumentError(
+            f"ef21_stepsize: 'L_i' must be a non-empty sequence of finite numbers >= 0; got {L_i!r}"
+        )
     if not (math.isfinite(L) and L > 0):
         raise ArgumentError(f"ef21_stepsize: 'L' must be a finite number > 0; got {L!r}")
     if mean == "arithmetic":

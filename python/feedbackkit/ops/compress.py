@@ -15,7 +15,9 @@ from ._library import LIB, launch, register, view
 
 TOPK_BY = {"abs": 0, "value": 1}
 
-LIB.define("topk(Tensor x, int k, str by, bool allow_nan, ScalarType index_dtype) -> (Tensor, Tensor, Tensor)")
+LIB.define(
+    "topk(Tensor x, int k, str by, bool allow_nan, ScalarType index_dtype) -> (Tensor, Tensor, Tensor)"
+)
 LIB.define("ef21_step(Tensor grad, Tensor(a!) g_i, int k, bool allow_nan) -> (Tensor, Tensor)")
 LIB.define("ef14_step(Tensor grad, Tensor(a!) error, int k, float lr, bool allow_nan) -> (Tensor, Tensor)")
 LIB.define("decompress_add(Tensor(a!) out, Tensor indices, Tensor values, float scale) -> ()")
@@ -61,12 +63,19 @@ def _check_k(op: str, k: object, numel: int) -> int:
 def _check_state(op: str, name: str, state: object, grad: torch.Tensor) -> None:
     state = check_tensor(op, name, state, dtypes=(grad.dtype,))
     if state.shape != grad.shape:
-        raise ArgumentError(f"{op}: '{name}' must have the shape of 'grad', {list(grad.shape)}; got {list(state.shape)}")
+        raise ArgumentError(
+            f"{op}: '{name}' must have the shape of 'grad', {list(grad.shape)}; got {list(state.shape)}"
+        )
     if state.device != grad.device:
         raise ArgumentError(f"{op}: '{name}' is on {state.device} but 'grad' is on {grad.device}")
     if not state.is_contiguous():
         raise ArgumentError(f"{op}: '{name}' is updated in place and must be contiguous")
-    if state.numel() and state.data_ptr() == grad.data_ptr():
+
+
+def check_not_aliased(op: str, name: str, state: torch.Tensor, grad: torch.Tensor) -> None:
+    """The state is written while grad is read: their (contiguous) memory must not overlap."""
+    state_start, grad_start = state.data_ptr(), grad.data_ptr()
+    if state_start < grad_start + grad.nbytes and grad_start < state_start + state.nbytes:
         raise ArgumentError(f"{op}: '{name}' must not share memory with 'grad'")
 
 
@@ -92,7 +101,7 @@ def _message(grad: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, to
 # ---- topk ------------------------------------------------------------------------------------
 
 
-def _validate_topk(x, k, by, index_dtype) -> None:
+def validate_topk(x, k, by, index_dtype) -> None:
     op = "topk"
     x = check_tensor(op, "x", x, dtypes=FLOAT_DTYPES)
     _check_k(op, k, x.numel())
@@ -105,16 +114,28 @@ def _validate_topk(x, k, by, index_dtype) -> None:
 
 
 def _topk_fake(x, k, by, allow_nan, index_dtype):
-    _validate_topk(x, k, by, index_dtype)
+    validate_topk(x, k, by, index_dtype)
     return x.new_empty(k), x.new_empty(k, dtype=index_dtype), x.new_empty((1,), dtype=torch.int64)
 
 
 def _topk_impl(x, k, by, allow_nan, index_dtype):
-    _validate_topk(x, k, by, index_dtype)
+    validate_topk(x, k, by, index_dtype)
     flat = x.reshape(-1).contiguous()
-    values, indices, status = x.new_empty(k), x.new_empty(k, dtype=index_dtype), x.new_zeros(1, dtype=torch.int64)
+    values, indices, status = (
+        x.new_empty(k),
+        x.new_empty(k, dtype=index_dtype),
+        x.new_zeros(1, dtype=torch.int64),
+    )
     launch(
-        "topk", flat, view(flat), k, TOPK_BY[by], allow_nan, view(values), view(indices), view(status),
+        "topk",
+        flat,
+        view(flat),
+        k,
+        TOPK_BY[by],
+        allow_nan,
+        view(values),
+        view(indices),
+        view(status),
         *map(view, _workspace(flat)),
     )
     return values, indices, status
@@ -126,7 +147,7 @@ register("topk", _topk_impl, _topk_fake)
 # ---- ef21_step and ef14_step -----------------------------------------------------------------
 
 
-def _validate_step(op: str, grad, state_name: str, state, k) -> None:
+def validate_step(op: str, grad, state_name: str, state, k) -> None:
     grad = _check_grad(op, grad)
     _check_state(op, state_name, state, grad)
     if not grad.is_contiguous():
@@ -141,30 +162,47 @@ def _step_fake(grad, state, k, *_):
 
 
 def _ef21_fake(grad, g_i, k, allow_nan):
-    _validate_step("ef21_step", grad, "g_i", g_i, k)
+    validate_step("ef21_step", grad, "g_i", g_i, k)
     return _step_fake(grad, g_i, k)
 
 
 def _ef21_impl(grad, g_i, k, allow_nan):
-    _validate_step("ef21_step", grad, "g_i", g_i, k)
+    validate_step("ef21_step", grad, "g_i", g_i, k)
     packed, indices, values, status = _message(grad, k)
     launch(
-        "ef21_step", grad, view(grad), view(g_i), k, allow_nan, view(values), view(indices), view(status),
+        "ef21_step",
+        grad,
+        view(grad),
+        view(g_i),
+        k,
+        allow_nan,
+        view(values),
+        view(indices),
+        view(status),
         *map(view, _workspace(grad)),
     )
     return packed, status
 
 
 def _ef14_fake(grad, error, k, lr, allow_nan):
-    _validate_step("ef14_step", grad, "error", error, k)
+    validate_step("ef14_step", grad, "error", error, k)
     return _step_fake(grad, error, k)
 
 
 def _ef14_impl(grad, error, k, lr, allow_nan):
-    _validate_step("ef14_step", grad, "error", error, k)
+    validate_step("ef14_step", grad, "error", error, k)
     packed, indices, values, status = _message(grad, k)
     launch(
-        "ef14_step", grad, view(grad), view(error), k, lr, allow_nan, view(values), view(indices), view(status),
+        "ef14_step",
+        grad,
+        view(grad),
+        view(error),
+        k,
+        lr,
+        allow_nan,
+        view(values),
+        view(indices),
+        view(status),
         *map(view, _workspace(grad)),
     )
     return packed, status
@@ -177,7 +215,7 @@ register("ef14_step", _ef14_impl, _ef14_fake)
 # ---- decompress_add --------------------------------------------------------------------------
 
 
-def _validate_decompress(out, indices, values) -> None:
+def validate_decompress(out, indices, values) -> None:
     op = "decompress_add"
     out = check_tensor(op, "out", out, dtypes=FLOAT_DTYPES)
     indices = check_tensor(op, "indices", indices, dtypes=INDEX_DTYPES, ndim=2, shape="[W, k]")
@@ -195,11 +233,11 @@ def _validate_decompress(out, indices, values) -> None:
 
 
 def _decompress_fake(out, indices, values, scale):
-    _validate_decompress(out, indices, values)
+    validate_decompress(out, indices, values)
 
 
 def _decompress_impl(out, indices, values, scale):
-    _validate_decompress(out, indices, values)
+    validate_decompress(out, indices, values)
     launch("decompress_add", out, view(out), view(indices), view(values), scale)
 
 

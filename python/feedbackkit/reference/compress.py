@@ -35,7 +35,9 @@ def ef21_step(grad: torch.Tensor, g_i: torch.Tensor, k: int) -> tuple[torch.Tens
     return indices, values
 
 
-def ef14_step(grad: torch.Tensor, error: torch.Tensor, k: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ef14_step(
+    grad: torch.Tensor, error: torch.Tensor, k: int, lr: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """v = TopK(t), t = error + lr·grad, as (indices, values); error ← t − v in place."""
     acc = _acc(grad.dtype)
     flat_error = error.view(-1)
@@ -47,7 +49,9 @@ def ef14_step(grad: torch.Tensor, error: torch.Tensor, k: int, lr: float) -> tup
     return indices, values
 
 
-def decompress_add(out: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def decompress_add(
+    out: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, scale: float = 1.0
+) -> torch.Tensor:
     """out[indices[w, j]] += scale·values[w, j], row by row in order, rounding like the kernels."""
     acc = _acc(out.dtype)
     flat = out.view(-1)
