@@ -381,3 +381,14 @@ def test_ops_trace_under_torch_compile():
     expected, _ = step(grad, expected_state)
     packed, _ = torch.compile(step, fullgraph=True, backend="eager")(grad, g_i)
     assert torch.equal(packed, expected) and torch.equal(g_i, expected_state)
+
+
+@pytest.mark.slow
+def test_topk_addresses_more_than_2_to_the_31_elements():
+    n = 2**31 + 5
+    x = torch.zeros(n, dtype=torch.bfloat16)  # 4 GiB
+    x[n - 1], x[2**31 + 1], x[7] = -3.0, 2.0, 1.0
+    values, indices = compress.topk(x, 3)
+    assert as_set(indices) == {7, 2**31 + 1, n - 1} and sorted(values.tolist()) == [-3.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="int32 indices cannot address"):
+        compress.topk(x, 3, index_dtype=torch.int32)

@@ -17,10 +17,10 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "ArgumentError",
-    "compress",
     "Method",
     "Paper",
     "__version__",
+    "compress",
     "info",
     "linear_logprob",
     "ops",
