@@ -21,3 +21,7 @@ def test_usage_example_runs():
     assert namespace["grpo"].shape == (8, 16) and namespace["ppo"].advantages.shape == (8, 16)
     # The fused pipeline's token rewards fed to GAE reproduce its returns.
     assert (namespace["gae"].returns - namespace["ppo"].returns).abs().max() < 1e-5
+    # EF21: the shared estimate is the mean of the workers' estimates; the hook ran its dense warm-up.
+    assert (namespace["g"] - namespace["g_i"].mean(0)).abs().max() < 1e-6
+    assert namespace["top"].indices.shape == (1000,) and 0 < namespace["gamma"] < 1
+    assert namespace["state"].counters.dense_steps == 1
