@@ -262,6 +262,12 @@ class _Replicated:
 
     def add(self, out: torch.Tensor, payloads: Sequence[Payload], scales: Sequence[float]) -> None:
         """out += scales[j]·c_j for j = 0, 1, … in order (each product and sum rounded once)."""
+        sizes = {p.values.numel() if p.indices is not None else -1 for p in payloads}
+        if len(set(scales)) == 1 and len(sizes) == 1 and -1 not in sizes:
+            # one call, the same row order and rounding as one call per row
+            indices = torch.stack([p.indices for p in payloads])  # type: ignore[misc]
+            decompress_add(out, indices, torch.stack([p.values for p in payloads]), scales[0])
+            return
         for payload, scale in zip(payloads, scales, strict=True):
             decompress_add(out, self._indices(payload).view(1, -1), payload.values.reshape(1, -1), scale)
 

@@ -1,4 +1,4 @@
-"""The ``feedbackkit`` command: info, plugins list/show/doctor, bench."""
+"""The ``feedbackkit`` command: info, plugins list/show/doctor, bench, experiment."""
 
 from __future__ import annotations
 
@@ -162,6 +162,69 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 1 if failed else 0
 
 
+def _cmd_experiment_ef21(args: argparse.Namespace, console: Console) -> int:
+    import importlib
+
+    try:
+        experiment_ef21 = importlib.import_module("feedbackkit.benchmarks.experiment_ef21")
+        summary = experiment_ef21.run_from_args(args)
+    except ModuleNotFoundError as error:
+        if error.name not in ("sklearn", "matplotlib"):
+            raise
+        console.print(f"[red]error:[/] {error}; install it with: pip install 'feedbackkit[experiments]'")
+        return 2
+    except ValueError as error:
+        console.print(f"[red]error:[/] {error}")
+        return 2
+    table = Table(
+        title=f"EF21 experiment: {summary['dataset']}, n = {summary['workers']}, T = {summary['iterations']}"
+    )
+    table.add_column("Top-k")
+    for method in ("gd", "ef14", "ef21", "ef21w"):
+        table.add_column(f"final ‖∇f‖² {experiment_ef21.LABELS[method]}")
+    table.add_column("EF21 < EF")
+    table.add_column("L_AM γ < L_QM γ")
+    for key, final in summary["final_grad_norm_sq"].items():
+        held = summary["orderings"][key]
+        table.add_row(
+            key,
+            *(f"{final[m]:.3e}" for m in ("gd", "ef14", "ef21", "ef21w")),
+            *(
+                "[green]yes[/]" if held[o] else "[red]no[/]"
+                for o in ("ef21_beats_ef", "am_stepsize_beats_qm")
+            ),
+        )
+    console.print(table)
+    console.print(
+        f"L_AM = {summary['L_AM']:.4g}, L_QM = {summary['L_QM']:.4g} "
+        f"(L_QM/L_AM = {summary['L_QM_over_L_AM']:.3f}), L = {summary['L']:.4g}"
+    )
+    for path in summary.get("files", {}).values():
+        console.print(f"wrote {path}")
+    if not summary["orderings_hold"]:
+        console.print("[yellow]warning:[/] not every expected ordering held in this run (see the JSON)")
+    return 0
+
+
+def _experiment_ef21_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``experiment ef21``. Defaults (None) are filled in by experiment_ef21, which
+    is imported only when the command runs (building the parser never imports it)."""
+    parser.add_argument("--dataset", choices=("breast_cancer", "digits"), help="default breast_cancer")
+    parser.add_argument("--workers", type=int, help="number of workers n (default 10)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        action="append",
+        dest="ks",
+        metavar="K",
+        help="Top-K; repeat for several (default 1 and 6)",
+    )
+    parser.add_argument("--iterations", type=int, help="iterations T (default 2000)")
+    parser.add_argument("--out", help="output directory (default benchmarks/results)")
+    parser.add_argument("--seed", type=int, help="seed of the starting point x⁰ (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feedbackkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write results with device, versions and commit")
     p.add_argument("--plot", metavar="FILE.png", help="write a speed-up chart")
     p.set_defaults(handler=_cmd_bench)
+
+    experiments = sub.add_parser(
+        "experiment", help="the papers' experiments (needs feedbackkit[experiments])"
+    )
+    experiment = experiments.add_subparsers(dest="experiment", required=True)
+    p = experiment.add_parser(
+        "ef21", help="EF vs EF21 vs EF21-W on non-convex logistic regression: PNG plots and a JSON summary"
+    )
+    _experiment_ef21_arguments(p)
+    p.set_defaults(handler=_cmd_experiment_ef21)
     return parser
 
 
