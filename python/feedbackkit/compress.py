@@ -135,8 +135,9 @@ def decompress_add(
     """out.view(-1)[indices[w, j]] += scale · values[w, j] for w = 0, 1, … in that order; returns out.
 
     Indices within one row must be distinct (TopK's are). On the CPU out-of-range indices raise
-    ValueError; ``check=True`` verifies range and distinctness on any device first (a host
-    synchronisation on CUDA)."""
+    ValueError before anything is written; the CUDA kernel cannot raise without a host
+    synchronisation and skips them. ``check=True`` verifies range and distinctness on any device
+    first (a host synchronisation on CUDA)."""
     _ops.validate_decompress(out, indices, values)
     if check:
         _check_indices(out, indices)
