@@ -18,6 +18,7 @@ from feedbackkit.reference import compress as ref
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 NAN = float("nan")
+KINDS = ["random", "ties", "equal", "narrow", "sparse", "repeats"]
 
 
 def gen(seed: int) -> torch.Generator:
@@ -34,6 +35,11 @@ def data(kind: str, n: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
         x = torch.full((n,), -1.5, dtype=torch.float64)
     elif kind == "narrow":  # distinct values sharing their top key bits: forces several passes
         x = 1.0 + torch.rand(n, generator=g, dtype=torch.float64) * 2**-10
+    elif kind == "sparse":  # mostly (signed) zeros
+        x = torch.randn(n, generator=g, dtype=torch.float64) * (torch.rand(n, generator=g) < 0.01)
+        x[torch.rand(n, generator=g) < 0.5] *= -1
+    elif kind == "repeats":  # 1000 distinct values repeating with period 1000: ties at the threshold
+        x = (torch.arange(n, dtype=torch.float64) % 1000) / 7
     else:
         raise AssertionError(kind)
     return x.to(dtype)

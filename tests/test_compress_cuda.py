@@ -11,14 +11,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_compress import DTYPES, KINDS, NAN, OPCHECK, as_set, data, gen
 
 from feedbackkit import compress
 from feedbackkit.reference import compress as ref
 
 pytestmark = pytest.mark.cuda
 
-DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
-NAN = float("nan")
 # Inputs from 2^18 elements on with a small k/n take the prefiltered path (one streaming read,
 # then a selection over the candidates); the rest select over every element.
 SIZES = [
@@ -34,36 +33,6 @@ SIZES = [
 ]
 
 
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def data(kind: str, n: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
-    g = gen(seed)
-    if kind == "random":
-        x = torch.randn(n, generator=g, dtype=torch.float64)
-    elif kind == "ties":  # 16 distinct values, each repeated about n/16 times, both signs
-        x = torch.randint(-8, 8, (n,), generator=g).to(torch.float64) / 4
-    elif kind == "equal":
-        x = torch.full((n,), -1.5, dtype=torch.float64)
-    elif kind == "narrow":  # distinct values sharing their top key bits: forces several passes
-        x = 1.0 + torch.rand(n, generator=g, dtype=torch.float64) * 2**-10
-    elif kind == "sparse":  # mostly (signed) zeros
-        x = torch.randn(n, generator=g, dtype=torch.float64) * (torch.rand(n, generator=g) < 0.01)
-        x[torch.rand(n, generator=g) < 0.5] *= -1
-    elif kind == "repeats":  # 1000 distinct values repeating with period 1000: ties at the threshold
-        x = (torch.arange(n, dtype=torch.float64) % 1000) / 7
-    else:
-        raise AssertionError(kind)
-    return x.to(dtype)
-
-
-def as_set(indices: torch.Tensor) -> set[int]:
-    values = indices.tolist()
-    assert len(values) == len(set(values)), "indices repeat"
-    return set(values)
-
-
 def by_index(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, values) on the CPU, ordered by index."""
     indices, values = indices.long().cpu(), values.cpu()
@@ -75,7 +44,7 @@ def by_index(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor,
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kind", ["random", "ties", "equal", "narrow", "sparse", "repeats"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("n", "k"), SIZES)
 @pytest.mark.parametrize("by", ["abs", "value"])
 def test_cuda_topk_matches_reference_and_cpu(dtype, kind, n, k, by):
@@ -383,29 +352,6 @@ def test_cuda_round_trip_of_packed_messages_matches_cpu():
 
 
 # ---- torch.library conformance ---------------------------------------------------------------
-
-OPCHECK = {
-    "topk": lambda: (torch.randn(1000, generator=gen(1)), 17, "abs", False, torch.int64),
-    "ef21_step": lambda: (
-        torch.randn(1000, generator=gen(2)),
-        torch.randn(1000, generator=gen(3)),
-        17,
-        False,
-    ),
-    "ef14_step": lambda: (
-        torch.randn(1000, generator=gen(2)),
-        torch.randn(1000, generator=gen(3)),
-        17,
-        0.5,
-        False,
-    ),
-    "decompress_add": lambda: (
-        torch.zeros(100),
-        torch.randperm(100, generator=gen(4))[:30].view(3, 10),
-        torch.randn(3, 10, generator=gen(5)),
-        0.5,
-    ),
-}
 
 
 @pytest.mark.parametrize("name", sorted(OPCHECK))

@@ -8,11 +8,6 @@
 namespace fbk {
 
 void decompress_add_cpu(const TensorView& out, const TensorView& indices, const TensorView& values, double scale) {
-  FBK_CHECK(indices.ndim == 2 && values.ndim == 2 && indices.sizes[0] == values.sizes[0] &&
-                indices.sizes[1] == values.sizes[1],
-            "indices, values: expected matching [W, k] shapes");
-  FBK_CHECK(values.dtype == out.dtype, "values: expected the dtype of out, ", dtype_name(out.dtype), ", got ",
-            dtype_name(values.dtype));
   const int64_t workers = indices.sizes[0], k = indices.sizes[1];
   dispatch_message(out.dtype, indices.dtype, [&](auto vt, auto it) {
     using T = typename decltype(vt)::type;

@@ -50,11 +50,6 @@ __global__ void __launch_bounds__(kThreads) decompress_row_kernel(Rows<T, I> row
 
 void decompress_add_cuda(const TensorView& out, const TensorView& indices, const TensorView& values, double scale,
                          uintptr_t stream) {
-  FBK_CHECK(indices.ndim == 2 && values.ndim == 2 && indices.sizes[0] == values.sizes[0] &&
-                indices.sizes[1] == values.sizes[1],
-            "indices, values: expected matching [W, k] shapes");
-  FBK_CHECK(values.dtype == out.dtype, "values: expected the dtype of out, ", dtype_name(out.dtype), ", got ",
-            dtype_name(values.dtype));
   const int64_t workers = indices.sizes[0], k = indices.sizes[1];
   if (workers == 0 || k == 0) return;
   const cudaStream_t s = as_stream(stream);

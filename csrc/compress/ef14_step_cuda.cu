@@ -70,9 +70,6 @@ void ef14_step_cuda(const TensorView& grad, const TensorView& error, int64_t k, 
                     const TensorView& values, const TensorView& indices, const TensorView& status,
                     const TensorView& workspace, uintptr_t stream) {
   const int64_t n = grad.numel();
-  FBK_CHECK(k >= 1 && k <= n, "k: expected 1 <= k <= ", n, ", got ", k);
-  FBK_CHECK(error.numel() == n && error.dtype == grad.dtype, "error: expected ", n, " elements of ",
-            dtype_name(grad.dtype));
   dispatch_message(grad.dtype, indices.dtype, [&](auto vt, auto it) {
     using T = typename decltype(vt)::type;
     using A = acc_t<T>;

@@ -50,9 +50,6 @@ void ef21_step_cuda(const TensorView& grad, const TensorView& g_i, int64_t k, bo
                     const TensorView& values, const TensorView& indices, const TensorView& status,
                     const TensorView& workspace, uintptr_t stream) {
   const int64_t n = grad.numel();
-  FBK_CHECK(k >= 1 && k <= n, "k: expected 1 <= k <= ", n, ", got ", k);
-  FBK_CHECK(g_i.numel() == n && g_i.dtype == grad.dtype, "g_i: expected ", n, " elements of ",
-            dtype_name(grad.dtype));
   dispatch_message(grad.dtype, indices.dtype, [&](auto vt, auto it) {
     using T = typename decltype(vt)::type;
     using I = typename decltype(it)::type;

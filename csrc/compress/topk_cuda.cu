@@ -44,7 +44,6 @@ int64_t compress_workspace_bytes(int64_t n) { return radix::layout(n < 0 ? 0 : n
 void topk_cuda(const TensorView& x, int64_t k, TopKBy by, bool allow_nan, const TensorView& values,
                const TensorView& indices, const TensorView& status, const TensorView& workspace, uintptr_t stream) {
   const int64_t n = x.numel();
-  FBK_CHECK(k >= 1 && k <= n, "k: expected 1 <= k <= ", n, ", got ", k);
   dispatch_message(x.dtype, indices.dtype, [&](auto vt, auto it) {
     using T = typename decltype(vt)::type;
     using I = typename decltype(it)::type;
