@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+import feedbackkit.distributed.hooks as hook_module
 from feedbackkit.distributed import CompressionState, ef14_hook, ef21_hook, load_state, save_state
 
 COLLECTIVE_TIMEOUT_S = 30.0
@@ -183,13 +184,47 @@ DDP_SMALL_BUCKETS = {"bucket_cap_mb": 64 / 2**20}  # 16 float32 per bucket: seve
 
 
 def trajectory(
-    rank: int, world_size: int, method: str, steps: int, state_kwargs: dict[str, Any]
+    rank: int,
+    world_size: int,
+    method: str,
+    steps: int,
+    state_kwargs: dict[str, Any],
+    drop: tuple[int, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """`steps` SGD steps of DDP with the hook; DDP rebuilds its buckets after the first."""
+    """`steps` SGD steps of DDP with the hook; DDP rebuilds its buckets after the first. With
+    `drop` = (iteration, names), the state of those parameters is discarded (through
+    state_dict / load_state_dict) before that iteration."""
     run = _Run(method, state_kwargs, DDP_SMALL_BUCKETS, named=True)
     for iteration in range(steps):
+        if drop is not None and iteration == drop[0]:
+            saved = run.state.state_dict()
+            saved["params"] = {key: t for key, t in saved["params"].items() if key not in drop[1]}
+            run.state.load_state_dict(saved)
         run.step(rank, iteration)
     return run.snapshot()
+
+
+def first_messages(
+    rank: int, world_size: int, method: str, steps: int, state_kwargs: dict[str, Any]
+) -> list[tuple[int, list[str], torch.Tensor]]:
+    """(iteration, parameter names, this rank's message) of every all-gather in `steps` steps on
+    stable buckets, captured from the hooks' collective."""
+    run = _Run(method, state_kwargs, DDP_STABLE_BUCKETS, named=True)
+    sent: list[tuple[int, list[str], torch.Tensor]] = []
+    gather = hook_module._all_gather
+
+    def spy(output: torch.Tensor, message: torch.Tensor, group: Any) -> Any:
+        iteration, names = run.layouts[-1]
+        sent.append((iteration, names, message.clone()))
+        return gather(output, message, group)
+
+    hook_module._all_gather = spy
+    try:
+        for iteration in range(steps):
+            run.step(rank, iteration)
+    finally:
+        hook_module._all_gather = gather
+    return sent
 
 
 # Stable buckets: with find_unused_parameters DDP keeps its first bucket layout, so a fresh DDP
@@ -206,10 +241,14 @@ def run_and_save(
     save_at: int,
     steps: int,
     state_kwargs: dict[str, Any],
+    stable_buckets: bool = True,
 ) -> dict[str, Any]:
     """An uninterrupted run of `steps` steps that saves model, optimizer and hook state after
-    `save_at` steps (state keyed by position: no model given)."""
-    run = _Run(method, state_kwargs, DDP_STABLE_BUCKETS, named=False)
+    `save_at` steps (state keyed by position: no model given). Without `stable_buckets` DDP runs
+    with its default find_unused_parameters=False, so a fresh DDP's first iteration uses other
+    buckets than this run's later ones."""
+    ddp_kwargs = DDP_STABLE_BUCKETS if stable_buckets else DDP_SMALL_BUCKETS
+    run = _Run(method, state_kwargs, ddp_kwargs, named=False)
     for iteration in range(steps):
         if iteration == save_at:
             save_state(run.state, Path(directory) / "hook")
@@ -222,10 +261,17 @@ def run_and_save(
 
 
 def resume(
-    rank: int, world_size: int, method: str, directory: str, steps: int, state_kwargs: dict[str, Any]
+    rank: int,
+    world_size: int,
+    method: str,
+    directory: str,
+    steps: int,
+    state_kwargs: dict[str, Any],
+    stable_buckets: bool = True,
 ) -> dict[str, Any]:
     """A fresh run that loads everything `run_and_save` saved and continues to `steps` steps."""
-    run = _Run(method, state_kwargs, DDP_STABLE_BUCKETS, named=False)
+    ddp_kwargs = DDP_STABLE_BUCKETS if stable_buckets else DDP_SMALL_BUCKETS
+    run = _Run(method, state_kwargs, ddp_kwargs, named=False)
     saved = torch.load(Path(directory) / f"train-rank{rank}.pt", weights_only=True)
     run.model.load_state_dict(saved["model"])
     run.optimizer.load_state_dict(saved["optimizer"])
@@ -306,4 +352,5 @@ JOBS: dict[str, Callable[..., Any]] = {
     "reset_and_train": reset_and_train,
     "nan_gradient": nan_gradient,
     "bad_k": bad_k,
+    "first_messages": first_messages,
 }

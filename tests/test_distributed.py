@@ -4,14 +4,16 @@ the byte counters.
 
 Three spawns (gloo on 127.0.0.1) serve every multi-process test: two at world size 2 (train and
 save; resume and error cases) and one at world size 4. Each spawned rank runs jobs from
-tests/distributed_worker.py; the simulator below runs here.
+tests/distributed_worker.py; the simulator below runs here. Both granularities are covered:
+"bucket" (TopK over DDP's buckets) and "parameter" (TopK per parameter, whatever the buckets).
 
 Why the comparison can be bitwise: a rank's local gradient is the same computation here and in
 the worker (one thread each); sparse steps apply the reference worker steps and add messages in
 rank order, as the hook does; dense steps sum over ranks, which is exact for two ranks (a + b in
 either order) and, at the first iteration, for four (integer data and weights in multiples of
 1/2 make every gradient a short dyadic number). The one bucket layout the simulator cannot know
-in advance is DDP's, so it replays the layouts the hook recorded.
+in advance is DDP's, so it replays the layouts the hook recorded; under granularity="parameter"
+nothing depends on the layout, so the simulator runs parameter by parameter without one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ import pytest
 import torch
 
 from feedbackkit import ArgumentError
-from feedbackkit.distributed import CompressionState, bucket_k, sparse_saves_bytes, wire_bytes
+from feedbackkit.compress import message_nbytes, unpack
+from feedbackkit.distributed import (
+    CompressionState,
+    ParameterPart,
+    bucket_k,
+    parameter_part,
+    sparse_saves_bytes,
+    wire_bytes,
+)
 from feedbackkit.reference import compress as reference
 
 STEPS = 6
@@ -48,6 +58,25 @@ TRAJECTORIES_W2 = {
 }
 TRAJECTORIES_W4 = {"ef21": ("ef21", EF14_RATIO), "ef14": ("ef14", EF14_RATIO)}
 
+# granularity="parameter" on the model's 24-, 6-, 36-, 6-, 12- and 2-element parameters: at ratio 0.1
+# the 2-element bias is sent dense (its 8-byte message would not be smaller than its values).
+PER_PARAMETER = {"ratio": 0.1, "min_bucket_numel": 0, "granularity": "parameter"}
+DROPPED = (3, ["1.weight", "0.bias"])  # EF21 re-initialises them densely, 0.bias next to a sparse 0.weight
+# name: (method, state kwargs, parameters whose state is dropped before an iteration)
+PARAMETER_W2: dict[str, tuple[str, dict[str, Any], tuple[int, list[str]] | None]] = {
+    "ef21-parameter-reinit": ("ef21", PER_PARAMETER, DROPPED),
+    # the biases (6, 6, 2 elements) are under the threshold: dense
+    "ef14-parameter-threshold": ("ef14", {**PER_PARAMETER, "ratio": 0.25, "min_bucket_numel": 7}, None),
+    # k=2: the 2-element bias is dense (k_p >= numel), the others sparse; g_i = g = 0 at first
+    "ef21-parameter-k-zero": (
+        "ef21",
+        {"k": 2, "min_bucket_numel": 0, "init": "zero", "warmup_steps": 2, "granularity": "parameter"},
+        None,
+    ),
+}
+PARAMETER_W4 = {"ef14-parameter": ("ef14", PER_PARAMETER, None)}
+GRANULARITIES = ("bucket", "parameter")
+
 
 # ---- the simulator --------------------------------------------------------------------------------
 
@@ -69,7 +98,7 @@ def rank_order_sum(flats: list[torch.Tensor]) -> torch.Tensor:
 def simulate(
     method: str,
     world_size: int,
-    layouts: list[tuple[int, list[str]]],
+    layouts: list[tuple[int, list[str]]] | None,
     steps: int,
     *,
     ratio: float | None = None,
@@ -77,17 +106,30 @@ def simulate(
     warmup_steps: int = 1,
     min_bucket_numel: int = 1024,
     init: str = "dense",
+    granularity: str = "bucket",
+    drop: tuple[int, list[str]] | None = None,
 ) -> dict[str, Any]:
     """EF21 / EF14 as the spec writes them, for `world_size` workers in one process, per bucket
-    of the recorded DDP layouts, with SGD on one replica. Returns the final parameters, every
-    worker's state per parameter, and the counters the hook should report."""
+    of the recorded DDP layouts (granularity="bucket") or per parameter (granularity="parameter",
+    `layouts` None), with SGD on one replica. `drop` = (iteration, names) discards those
+    parameters' state before that iteration. Returns the final parameters, every worker's state
+    per parameter, and the counters the hook should report."""
     model = dw.make_model()
     optimizer = dw.make_optimizer(model)
     params = dict(model.named_parameters())
+    per_parameter = granularity == "parameter"
+    if per_parameter:
+        assert layouts is None, "granularity='parameter' needs no bucket layout"
+        layouts = [(i, [name]) for i in range(steps) for name in params]
+    assert layouts is not None
     workers: list[dict[str, dict[str, torch.Tensor]]] = [{} for _ in range(world_size)]
     shared: dict[str, torch.Tensor] = {}  # EF21's replicated g
     counters = {"bytes_sent": 0, "dense_bytes": 0, "sparse_steps": 0, "dense_steps": 0}
     for iteration in range(steps):
+        if drop is not None and iteration == drop[0]:
+            for store in (*workers, shared):
+                for name in drop[1]:
+                    store.pop(name, None)
         grads = [local_gradients(model, rank, iteration) for rank in range(world_size)]
         for step_iteration, names in layouts:
             if step_iteration != iteration:
@@ -96,14 +138,23 @@ def simulate(
             d = sum(sizes)
             kk = k if k is not None else max(1, math.ceil(round(ratio * d, 9)))
             flats = [torch.cat([grads[r][n] for n in names]) for r in range(world_size)]
-            # int32 index + float32 value per entry, all W messages against a ring all-reduce
-            no_saving = d < min_bucket_numel or world_size * 8 * kk >= 2 * 4 * d
-            dense = iteration < warmup_steps or no_saving
+            warm = iteration < warmup_steps
+            if per_parameter:
+                # the parameter's TopK message (8 bytes an entry) against its values padded to 8
+                padded = -(-4 * d // 8) * 8
+                no_saving = d < min_bucket_numel or kk >= d or 8 * kk >= padded
+            else:
+                # int32 index + float32 value per entry, all W messages against a ring all-reduce
+                no_saving = d < min_bucket_numel or world_size * 8 * kk >= 2 * 4 * d
+            dense = warm or no_saving
             known = all(n in workers[0] for n in names)
             if method == "ef21" and not dense and not known and init == "dense":
                 dense = "init"  # parameters without state: initialise them with a dense step
             counters["dense_bytes"] += 4 * d
-            counters["bytes_sent"] += 4 * d if dense else 8 * kk
+            if dense and per_parameter and not warm:  # the values travel inside the all-gather
+                counters["bytes_sent"] += padded
+            else:  # an all-reduce of the bucket or its TopK message
+                counters["bytes_sent"] += 4 * d if dense else 8 * kk
             counters["dense_steps" if dense else "sparse_steps"] += 1
 
             def pieces(
@@ -200,15 +251,21 @@ def single_thread():
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("distributed")
-    return {method: str(root / method) for method in ("ef21", "ef14")}
+    return {name: str(root / name) for name in ("ef21", "ef14", "ef21-parameter", "ef14-parameter")}
 
 
 @pytest.fixture(scope="module")
 def world2(checkpoints) -> dict[str, Any]:
-    """World size 2: the trajectories, and uninterrupted runs that save a checkpoint midway."""
+    """World size 2: the trajectories, uninterrupted runs that save a checkpoint midway (with
+    stable buckets, and per parameter with DDP's default buckets), and the messages of both
+    granularities."""
     jobs = [
         ("trajectory", {"method": method, "steps": STEPS, "state_kwargs": kwargs})
         for method, kwargs in TRAJECTORIES_W2.values()
+    ]
+    jobs += [
+        ("trajectory", {"method": method, "steps": STEPS, "state_kwargs": kwargs, "drop": drop})
+        for method, kwargs, drop in PARAMETER_W2.values()
     ]
     jobs += [
         (
@@ -223,8 +280,37 @@ def world2(checkpoints) -> dict[str, Any]:
         )
         for m in ("ef21", "ef14")
     ]
+    jobs += [
+        (
+            "run_and_save",
+            {
+                "method": m,
+                "directory": checkpoints[f"{m}-parameter"],
+                "save_at": SAVE_AT,
+                "steps": STEPS,
+                "state_kwargs": PER_PARAMETER,
+                "stable_buckets": False,
+            },
+        )
+        for m in ("ef21", "ef14")
+    ]
+    jobs += [
+        (
+            "first_messages",
+            {"method": "ef21", "steps": 2, "state_kwargs": {**PER_PARAMETER, "granularity": g}},
+        )
+        for g in GRANULARITIES
+    ]
     ranks = dw.spawn(jobs, world_size=2)
-    names = [*TRAJECTORIES_W2, "saved-ef21", "saved-ef14"]
+    names = [
+        *TRAJECTORIES_W2,
+        *PARAMETER_W2,
+        "saved-ef21",
+        "saved-ef14",
+        "saved-ef21-parameter",
+        "saved-ef14-parameter",
+        *(f"messages-{g}" for g in GRANULARITIES),
+    ]
     return {name: [results[j] for results in ranks] for j, name in enumerate(names)}
 
 
@@ -235,15 +321,41 @@ def world2_again(world2, checkpoints) -> dict[str, Any]:
         ("resume", {"method": m, "directory": checkpoints[m], "steps": STEPS, "state_kwargs": CHECKPOINTED})
         for m in ("ef21", "ef14")
     ]
+    jobs += [
+        (
+            "resume",
+            {
+                "method": m,
+                "directory": checkpoints[f"{m}-parameter"],
+                "steps": STEPS,
+                "state_kwargs": PER_PARAMETER,
+                "stable_buckets": False,
+            },
+        )
+        for m in ("ef21", "ef14")
+    ]
     nan_kwargs = {"ratio": 0.1, "min_bucket_numel": 0}
     jobs += [
         ("nan_gradient", {"method": "ef21", "nan_at": 2, "state_kwargs": nan_kwargs}),
         ("nan_gradient", {"method": "ef14", "nan_at": 2, "state_kwargs": nan_kwargs}),
+        ("nan_gradient", {"method": "ef21", "nan_at": 2, "state_kwargs": PER_PARAMETER}),
+        ("nan_gradient", {"method": "ef14", "nan_at": 2, "state_kwargs": PER_PARAMETER}),
         ("nan_gradient", {"method": "ef21", "nan_at": 0, "state_kwargs": nan_kwargs}),
         ("bad_k", {"k": 37, "steps": 2}),
     ]
     ranks = dw.spawn(jobs, world_size=2)
-    names = ["resumed-ef21", "resumed-ef14", "nan-sparse-ef21", "nan-sparse-ef14", "nan-dense", "bad-k"]
+    names = [
+        "resumed-ef21",
+        "resumed-ef14",
+        "resumed-ef21-parameter",
+        "resumed-ef14-parameter",
+        "nan-sparse-ef21",
+        "nan-sparse-ef14",
+        "nan-sparse-ef21-parameter",
+        "nan-sparse-ef14-parameter",
+        "nan-dense",
+        "bad-k",
+    ]
     return {name: [results[j] for results in ranks] for j, name in enumerate(names)}
 
 
@@ -255,6 +367,10 @@ def world4(world2, checkpoints) -> dict[str, Any]:
         for method, kwargs in TRAJECTORIES_W4.values()
     ]
     jobs += [
+        ("trajectory", {"method": method, "steps": STEPS, "state_kwargs": kwargs, "drop": drop})
+        for method, kwargs, drop in PARAMETER_W4.values()
+    ]
+    jobs += [
         ("load_error", {"directory": checkpoints["ef21"], "policy": "restore"}),
         ("load_error", {"directory": checkpoints["ef21"], "policy": "reset"}),
         (
@@ -263,7 +379,7 @@ def world4(world2, checkpoints) -> dict[str, Any]:
         ),
     ]
     ranks = dw.spawn(jobs, world_size=4)
-    names = [*TRAJECTORIES_W4, "restore-error", "reset-error", "reset"]
+    names = [*TRAJECTORIES_W4, *PARAMETER_W4, "restore-error", "reset-error", "reset"]
     return {name: [results[j] for results in ranks] for j, name in enumerate(names)}
 
 
@@ -346,6 +462,122 @@ def test_counters_are_the_message_and_bucket_bytes(world2):
     assert world2["ef21-ratio"][1]["counters"] == expected
 
 
+# ---- granularity="parameter" ----------------------------------------------------------------------
+
+
+def by_name(run: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """The run's state keyed by parameter name: position keys follow the order in which DDP first
+    presented the parameters (the layouts of iteration 0)."""
+    order = [name for i, names in run["layouts"] if i == 0 for name in names]
+    return {key if isinstance(key, str) else order[key]: tensors for key, tensors in run["state"].items()}
+
+
+def check_per_parameter(
+    runs: list[dict[str, Any]],
+    method: str,
+    kwargs: dict[str, Any],
+    drop: tuple[int, list[str]] | None = None,
+) -> dict[str, Any]:
+    simulated = simulate(method, len(runs), None, STEPS, **kwargs, drop=drop)
+    for rank, run in enumerate(runs):
+        assert_equal_tensors(run["params"], simulated["params"], f"rank {rank} parameters")
+        assert_equal_states(by_name(run), simulated["states"][rank])
+        assert run["counters"] == simulated["counters"], f"rank {rank} counters"
+    return simulated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*PARAMETER_W2, *PARAMETER_W4])
+def test_parameter_granularity_matches_layout_free_simulator_bitwise(world2, world4, single_thread, name):
+    method, kwargs, drop = {**PARAMETER_W2, **PARAMETER_W4}[name]
+    runs = (world2 if name in PARAMETER_W2 else world4)[name]
+    simulated = check_per_parameter(runs, method, kwargs, drop)
+    counters = simulated["counters"]
+    assert counters["sparse_steps"] > 0 and counters["dense_steps"] > 6, "sparse and dense parameters"
+    assert len({tuple(names) for i, names in runs[0]["layouts"] if i == STEPS - 1}) > 1, "several buckets"
+    if drop is not None:  # the dropped parameters were re-initialised and hold state again
+        assert set(drop[1]) <= by_name(runs[0]).keys()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ef21", "ef14"])
+def test_parameter_granularity_resumes_bitwise_with_default_ddp_buckets(
+    world2, world2_again, single_thread, method
+):
+    name = f"{method}-parameter"
+    whole_runs = world2[f"saved-{name}"]
+    check_per_parameter(whole_runs, method, PER_PARAMETER)
+    for rank in range(2):
+        whole, resumed = whole_runs[rank], world2_again[f"resumed-{name}"][rank]
+        # find_unused_parameters=False: the fresh DDP's first iteration uses one bucket for all six
+        # parameters, the uninterrupted run its rebuilt buckets
+        assert [names for i, names in resumed["layouts"] if i == SAVE_AT] == [
+            [n for n, _ in dw.make_model().named_parameters()]
+        ]
+        assert len([names for i, names in whole["layouts"] if i == SAVE_AT]) == 3
+        assert resumed["start"] == SAVE_AT
+        assert_equal_tensors(resumed["params"], whole["params"], f"rank {rank} parameters")
+        assert whole["state"], "the run kept no error-feedback state"
+        assert_equal_states(resumed["state"], whole["state"])
+        assert resumed["counters"] == whole["counters"]
+        assert resumed["iteration"] == whole["iteration"] == STEPS
+
+
+def selected(names: list[str], message: torch.Tensor, granularity: str) -> set[int]:
+    """The bucket positions a rank's message sends (ratio 0.1, float32)."""
+    model = dw.make_model()
+    sizes = [model.get_parameter(n).numel() for n in names]
+    numel = sum(sizes)
+    if granularity == "bucket":
+        k = bucket_k(numel, ratio=0.1, k=None)
+        assert message.numel() == message_nbytes(numel, k, torch.float32)
+        return set(unpack(message, k, numel, torch.float32)[0].tolist())
+    offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+    parts = [parameter_part(d, ratio=0.1, k=None, min_numel=0) for d in sizes]
+    assert message.numel() == sum(part.nbytes for part in parts), "bytes sent = the sum of the parts"
+    chosen: set[int] = set()
+    start = 0
+    for j in sorted(range(len(sizes)), key=lambda j: parts[j].sparse):  # dense parts first
+        piece = message[start : start + parts[j].nbytes]
+        start += parts[j].nbytes
+        if parts[j].sparse:
+            indices = unpack(piece, parts[j].k, sizes[j], torch.float32)[0].tolist()
+            assert len(set(indices)) == parts[j].k and all(0 <= i < sizes[j] for i in indices)
+            chosen |= {offsets[j] + i for i in indices}
+        else:
+            chosen |= set(range(offsets[j], offsets[j] + sizes[j]))
+    return chosen
+
+
+@pytest.mark.slow
+def test_granularities_send_different_messages_on_a_multi_parameter_bucket(world2):
+    for rank in range(2):
+        # the first sparse iteration's all-gathers; "bucket" all-reduces the 2-element bucket instead
+        bucket, parameter = (
+            {tuple(names): message for i, names, message in world2[f"messages-{g}"][rank] if i == 1}
+            for g in GRANULARITIES
+        )
+        assert bucket.keys() < parameter.keys()
+        multi = [names for names in bucket if len(names) > 1]
+        assert len(multi) == 2, "the buckets of two parameters each"
+        for names in multi:
+            sent = selected(list(names), bucket[names], "bucket")
+            assert sent != selected(list(names), parameter[names], "parameter")
+
+
+def test_parameter_part_sends_topk_only_when_smaller_than_the_values():
+    # float32 with int32 indices: 8 bytes an entry against 4 bytes a value, both padded to 8
+    assert parameter_part(24, ratio=0.1, k=None, min_numel=0) == ParameterPart(True, 3, 24)
+    assert parameter_part(2, ratio=0.1, k=None, min_numel=0) == ParameterPart(False, 2, 8)  # 8 ≮ 8
+    assert parameter_part(3, ratio=0.1, k=None, min_numel=0) == ParameterPart(True, 1, 8)  # 8 < 16
+    assert parameter_part(5, ratio=0.5, k=None, min_numel=0) == ParameterPart(False, 5, 24)  # padded
+    assert parameter_part(100, ratio=0.1, k=None, min_numel=101) == ParameterPart(False, 100, 400)
+    assert parameter_part(6, ratio=None, k=8, min_numel=0) == ParameterPart(False, 6, 24)  # k > numel
+    assert parameter_part(1000, torch.bfloat16, ratio=None, k=10, min_numel=0) == ParameterPart(True, 10, 64)
+    with pytest.raises(ArgumentError):
+        parameter_part(0, ratio=0.1, k=None, min_numel=0)
+
+
 # ---- checkpoints ----------------------------------------------------------------------------------
 
 
@@ -417,9 +649,10 @@ def test_reset_policy_restarts_with_dense_warmup(world2, world4, single_thread):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["ef21", "ef14"])
-def test_nan_gradient_on_one_rank_raises_on_every_rank(world2_again, method):
-    runs = world2_again[f"nan-sparse-{method}"]
+@pytest.mark.parametrize("name", ["ef21", "ef14", "ef21-parameter", "ef14-parameter"])
+def test_nan_gradient_on_one_rank_raises_on_every_rank(world2_again, name):
+    method = name[:4]
+    runs = world2_again[f"nan-sparse-{name}"]
     for rank, run in enumerate(runs):
         assert "NaN" in run["error"] and "rank(s) [1]" in run["error"], run["error"]
         before, after = run["before"]["state"], run["after"]["state"]
@@ -459,6 +692,7 @@ def test_k_larger_than_a_bucket_is_an_error(world2_again):
         ({"warmup_steps": 0}, "'warmup_steps'"),
         ({"min_bucket_numel": -1}, "'min_bucket_numel'"),
         ({"init": "ones"}, "'init'"),
+        ({"granularity": "layer"}, "'granularity'"),
     ],
 )
 def test_state_rejects_bad_arguments(kwargs, needle):

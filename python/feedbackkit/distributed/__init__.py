@@ -2,7 +2,7 @@
 messages with error feedback (EF21, EF14), their per-parameter state, per-rank checkpoints, and
 the byte accounting used by the benchmarks.
 
-    state = CompressionState(ratio=0.01, model=model)
+    state = CompressionState(ratio=0.01, model=model)  # granularity="parameter": layout-free
     ddp = DistributedDataParallel(model)
     ddp.register_comm_hook(state, ef21_hook)
     ...
@@ -17,18 +17,20 @@ from __future__ import annotations
 from .checkpoint import load_state, save_state, shard_path
 from .hooks import ef14_hook, ef21_hook
 from .state import STATE_TENSORS, CompressionState, Counters, ParamKey
-from .wire import WireBytes, bucket_k, sparse_saves_bytes, wire_bytes
+from .wire import ParameterPart, WireBytes, bucket_k, parameter_part, sparse_saves_bytes, wire_bytes
 
 __all__ = [
     "STATE_TENSORS",
     "CompressionState",
     "Counters",
     "ParamKey",
+    "ParameterPart",
     "WireBytes",
     "bucket_k",
     "ef14_hook",
     "ef21_hook",
     "load_state",
+    "parameter_part",
     "save_state",
     "shard_path",
     "sparse_saves_bytes",

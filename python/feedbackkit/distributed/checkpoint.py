@@ -72,7 +72,8 @@ def load_state(
     """Loads this rank's shard from `directory` into `state`; every rank of the group calls it.
 
     - "restore": g_i / e, g, counters and the iteration count come back exactly, so training
-      continues bit for bit (given the same data, model, optimizer state and DDP buckets). The
+      continues bit for bit (given the same data, model and optimizer state, and under
+      ``granularity="bucket"`` the same DDP buckets; ``granularity="parameter"`` needs none). The
       checkpoint must come from the same world size, with a shard for every rank; otherwise
       ValueError names both world sizes.
     - "reset": keeps the iteration count (and the counters, when the world size is unchanged),

@@ -1,6 +1,7 @@
 """DDP communication hooks that send TopK messages with error feedback (EF21 and EF14).
 
-Register with ``ddp.register_comm_hook(state, ef21_hook)``. Each bucket step is one of:
+Register with ``ddp.register_comm_hook(state, ef21_hook)``. Under ``granularity="bucket"``
+(the default) each bucket step is one of:
 
 - dense (warm-up iterations, buckets under ``min_bucket_numel`` elements, buckets where the
   sparse all-gather would not send fewer bytes than a ring all-reduce, and EF21 buckets whose
@@ -13,6 +14,21 @@ Register with ``ddp.register_comm_hook(state, ef21_hook)``. Each bucket step is 
   all-gather moves all messages, and every rank adds them with
   :func:`~feedbackkit.compress.decompress_add` in rank order, so all ranks hold the same bits.
 
+Under ``granularity="parameter"`` warm-up iterations (and every step of a single rank) are the
+same dense all-reduce; after the warm-up each bucket is one all-gather of a message made of one
+part per parameter (:func:`~feedbackkit.distributed.parameter_part`): first the parts of the
+parameters sent dense, in bucket order (each parameter's values, padded to 8 bytes), then the
+TopK messages of the others, in bucket order (the fused worker step on the parameter's slice of
+the bucket and of the state, k_p entries with indices into the parameter). Receivers sum the
+dense parts in rank order and divide by W, which for EF21 is the dense step above (g_i ← ∇f_i,
+g ← mean_i ∇f_i, and the state is dropped) and for EF14 sends e + ∇f_i and leaves e = 0; and
+they add the TopK messages parameter by parameter with
+:func:`~feedbackkit.compress.decompress_add` in rank order. Under EF21 with ``init="dense"``, a
+parameter due for TopK that has no state yet is sent dense once and keeps g_i ← ∇f_i,
+g ← mean_i ∇f_i. Every choice depends on the parameter alone, never on its bucket. The bucket
+is checked for NaN once before any state changes (one host synchronisation per bucket on CUDA);
+the per-parameter steps then run with ``nan="largest"``, without one each.
+
 Both hooks return the value DDP writes into ``.grad``: EF21 returns g, EF14 returns
 mean_i v_i. A NaN in any rank's gradient fails the hook's future with ValueError on every rank
 (no rank is left waiting in a collective; ``backward()`` re-raises it, wrapped by DDP in a
@@ -24,6 +40,7 @@ a checkpoint (:func:`~feedbackkit.distributed.load_state`) or :meth:`Compression
 # No `from __future__ import annotations` here: DDP's register_comm_hook compares the hook's
 # annotations with dist.GradBucket and torch.futures.Future[torch.Tensor] as objects.
 
+import functools
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
@@ -33,9 +50,10 @@ import torch.distributed as dist
 from .._checks import ArgumentError
 from ..compress import Message, decompress_add, ef14_step, ef21_step, message_nbytes, unpack
 from .state import CompressionState, Method, ParamKey
-from .wire import bucket_k, element_size, sparse_saves_bytes
+from .wire import ParameterPart, bucket_k, element_size, parameter_part, sparse_saves_bytes
 
-Mode = Literal["warmup", "fallback", "sparse"]
+#: "parts": granularity="parameter" after the warm-up, one all-gather of per-parameter parts
+Mode = Literal["warmup", "fallback", "sparse", "parts"]
 
 
 class _BucketStep(NamedTuple):
@@ -61,8 +79,9 @@ def _plan(state: CompressionState, bucket: dist.GradBucket, method: Method) -> _
     numels = tuple(p.numel() for p in params)
     numel = buffer.numel()
     world_size = state.world_size
+    per_parameter = state.granularity == "parameter"
     small = numel < state.min_bucket_numel
-    if not small and state.k is not None and state.k > numel:
+    if not per_parameter and not small and state.k is not None and state.k > numel:
         raise ArgumentError(
             f"{method}_hook: k={state.k} exceeds the {numel} elements of bucket {bucket.index()} "
             f"(parameters {_describe(keys)}); lower k, use 'ratio', or raise 'min_bucket_numel' above "
@@ -72,6 +91,8 @@ def _plan(state: CompressionState, bucket: dist.GradBucket, method: Method) -> _
     mode: Mode
     if state.iteration < state.warm_until:
         mode = "warmup"
+    elif per_parameter:
+        mode = "parts" if world_size >= 2 else "fallback"
     elif small or not sparse_saves_bytes(numel, k, world_size, buffer.dtype):
         mode = "fallback"
     else:
@@ -95,7 +116,8 @@ def _count(state: CompressionState, step: _BucketStep, sparse: bool) -> None:
         counters.sparse_steps += 1
     else:
         counters.bytes_sent += dense_payload
-        counters.dense_steps += 1
+        # granularity="parameter" counts parameter steps, so counters ignore the bucket layout
+        counters.dense_steps += len(step.keys) if state.granularity == "parameter" else 1
 
 
 # ---- collectives ------------------------------------------------------------------------------
@@ -222,6 +244,267 @@ def _exchange(
     return future.then(finish)
 
 
+# ---- granularity="parameter" -----------------------------------------------------------------
+
+
+class _Part(NamedTuple):
+    """One parameter's part of a bucket message."""
+
+    key: ParamKey
+    offset: int  #: the parameter's first element in the bucket
+    numel: int
+    k: int  #: TopK entries (sparse) or numel (dense)
+    start: int  #: the part's first byte in the message
+    nbytes: int
+
+
+class _Parts(NamedTuple):
+    """The message layout of a bucket: the dense parts, in bucket order, then the sparse ones."""
+
+    dense: tuple[_Part, ...]  #: sent as values (including EF21's initialising parameters)
+    sparse: tuple[_Part, ...]  #: sent as TopK messages
+    init: frozenset[ParamKey]  #: dense parts that keep EF21 state (g_i ← ∇f_i, g ← mean ∇f_i)
+    dense_nbytes: int  #: bytes of the dense region at the start of the message
+    nbytes: int
+
+
+@functools.lru_cache(maxsize=4096)
+def _part(
+    numel: int, dtype: torch.dtype, ratio: float | None, k: int | None, min_numel: int
+) -> ParameterPart:
+    return parameter_part(numel, dtype, ratio=ratio, k=k, min_numel=min_numel)
+
+
+def _parts(state: CompressionState, step: _BucketStep, method: Method) -> _Parts:
+    dtype = step.buffer.dtype
+    initialise = method == "ef21" and state.init == "dense"
+    dense: list[tuple[ParamKey, int, int]] = []
+    sparse: list[tuple[ParamKey, int, int, ParameterPart]] = []
+    init: set[ParamKey] = set()
+    offset = 0
+    for key, numel in zip(step.keys, step.numels, strict=True):
+        part = _part(numel, dtype, state.ratio, state.k, state.min_bucket_numel)
+        if part.sparse and initialise and not state._has_state(key):
+            init.add(key)  # no state yet under init="dense": sent dense once, keeping g_i and g
+            dense.append((key, offset, numel))
+        elif part.sparse:
+            sparse.append((key, offset, numel, part))
+        else:
+            dense.append((key, offset, numel))
+        offset += numel
+    start = 0
+    dense_parts = []
+    size = element_size(dtype)
+    for key, offset, numel in dense:  # packed back to back, each padded to 8 bytes
+        nbytes = -(-numel * size // 8) * 8
+        dense_parts.append(_Part(key, offset, numel, numel, start, nbytes))
+        start += nbytes
+    dense_nbytes = start
+    sparse_parts = []
+    for key, offset, numel, part in sparse:
+        sparse_parts.append(_Part(key, offset, numel, part.k, start, part.nbytes))
+        start += part.nbytes
+    return _Parts(tuple(dense_parts), tuple(sparse_parts), frozenset(init), dense_nbytes, start)
+
+
+def _count_parts(state: CompressionState, step: _BucketStep, parts: _Parts) -> None:
+    counters = state.counters
+    counters.dense_bytes += step.buffer.numel() * element_size(step.buffer.dtype)
+    counters.bytes_sent += parts.nbytes
+    counters.sparse_steps += len(parts.sparse)
+    counters.dense_steps += len(parts.dense)
+
+
+def _slice(tensor: torch.Tensor, part: _Part) -> torch.Tensor:
+    return tensor[part.offset : part.offset + part.numel]
+
+
+def _dense_values(rows: torch.Tensor, parts: _Parts, dtype: torch.dtype) -> torch.Tensor:
+    """The dense region of messages ``rows[..., nbytes]`` as values (padding included)."""
+    return rows[..., : parts.dense_nbytes].view(dtype)
+
+
+def _sparse_message(rows: torch.Tensor, part: _Part, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    return unpack(rows[..., part.start : part.start + part.nbytes], part.k, part.numel, dtype)
+
+
+def _poisoned(step: _BucketStep, parts: _Parts) -> torch.Tensor:
+    """A message whose values are all NaN (valid indices), sent by a rank whose gradient holds NaN
+    so that every rank raises after the all-gather; the state stays untouched."""
+    dtype = step.buffer.dtype
+    packed = step.buffer.new_zeros(parts.nbytes, dtype=torch.uint8)
+    _dense_values(packed, parts, dtype).fill_(float("nan"))
+    for part in parts.sparse:
+        indices, values = _sparse_message(packed, part, dtype)
+        indices.copy_(torch.arange(part.k, device=packed.device))
+        values.fill_(float("nan"))
+    return packed
+
+
+def _pack(
+    step: _BucketStep,
+    parts: _Parts,
+    dense_value: Callable[[_Part], torch.Tensor],
+    sparse_message: Callable[[_Part], torch.Tensor],
+) -> torch.Tensor:
+    """The rank's message: `dense_value(part)` for the dense parts, then `sparse_message(part)`
+    (a packed TopK message) for the sparse ones."""
+    pieces = []
+    if parts.dense:
+        region = step.buffer.new_zeros(parts.dense_nbytes, dtype=torch.uint8)
+        values = _dense_values(region, parts, step.buffer.dtype)
+        size = element_size(step.buffer.dtype)
+        for part in parts.dense:
+            first = part.start // size
+            values[first : first + part.numel].copy_(dense_value(part))
+        pieces.append(region)
+    pieces += [sparse_message(part) for part in parts.sparse]
+    return torch.cat(pieces)
+
+
+def _exchange_parts(
+    method: Method,
+    state: CompressionState,
+    step: _BucketStep,
+    parts: _Parts,
+    packed: torch.Tensor,
+    apply: Callable[[_Part, torch.Tensor, torch.Tensor], None],
+) -> torch.futures.Future[torch.Tensor]:
+    """All-gathers the messages, checks that none carries NaN, writes the dense parameters'
+    rank-order mean into the bucket after calling ``apply(part, indices[W, k], values[W, k])`` for
+    every sparse part, drops the state of dense parameters (EF21 keeps it for initialising ones) and
+    returns the bucket."""
+    dtype = step.buffer.dtype
+    world_size = step.world_size
+    rank = dist.get_rank(step.group)
+    gathered = packed.new_empty(world_size * parts.nbytes)
+    future = _all_gather(gathered, packed, step.group)
+
+    def finish(done: torch.futures.Future[list[torch.Tensor]]) -> torch.Tensor:
+        done.wait()
+        rows = gathered.view(world_size, parts.nbytes)
+        dense = _dense_values(rows, parts, dtype)
+        sparse = [_sparse_message(rows, part, dtype) for part in parts.sparse]
+        values = torch.cat([dense, *(v for _, v in sparse)], dim=1)
+        poisoned = torch.isnan(values).any(dim=1)
+        if bool(poisoned.any()):
+            ranks = [int(r) for r in poisoned.nonzero().flatten().tolist()]
+            raise ValueError(
+                f"{method}_hook: the gradient of rank(s) {ranks} in bucket {step.bucket_index} (parameters "
+                f"{_describe(step.keys)}) contains NaN; no rank updated g (those ranks left their state "
+                "untouched, the others already updated theirs: restore a checkpoint or reset the state)"
+            )
+        for part, (indices, part_values) in zip(parts.sparse, sparse, strict=True):
+            apply(part, indices, part_values)
+        if parts.dense:
+            mean = dense[0].clone()
+            for w in range(1, world_size):
+                mean += dense[w]
+            mean.div_(world_size)
+            size = element_size(dtype)
+            for part in parts.dense:
+                first = part.start // size
+                _slice(step.buffer, part).copy_(mean[first : first + part.numel])
+            if parts.init:
+                _initialise(state, step, parts, dense[rank], mean)
+            state._forget(tuple(part.key for part in parts.dense if part.key not in parts.init))
+        return step.buffer
+
+    return future.then(finish)
+
+
+def _initialise(
+    state: CompressionState, step: _BucketStep, parts: _Parts, own: torch.Tensor, mean: torch.Tensor
+) -> None:
+    """EF21 state of the parameters sent dense to initialise them: g_i ← this rank's values,
+    g ← their mean, next to the state of the bucket's sparse parameters."""
+    keyed = {part.key: part for part in (*parts.dense, *parts.sparse)}
+    stateful = parts.init | {part.key for part in parts.sparse}
+    keys = tuple(key for key in step.keys if key in stateful)
+    numels = tuple(keyed[key].numel for key in keys)
+    tensors = state._tensors(keys, numels, step.buffer, fill=True)
+    assert tensors is not None
+    size = element_size(step.buffer.dtype)
+    offset = 0
+    for key, numel in zip(keys, numels, strict=True):
+        if key in parts.init:
+            first = keyed[key].start // size
+            tensors["g_i"][offset : offset + numel].copy_(own[first : first + numel])
+            tensors["g"][offset : offset + numel].copy_(mean[first : first + numel])
+        offset += numel
+
+
+def _sparse_state(
+    state: CompressionState, step: _BucketStep, parts: _Parts
+) -> tuple[dict[str, torch.Tensor], dict[ParamKey, int]]:
+    """The flat state tensors of the bucket's sparse parameters (zeros where they have none) and
+    each one's offset into them."""
+    keys = tuple(part.key for part in parts.sparse)
+    tensors = state._tensors(keys, tuple(part.numel for part in parts.sparse), step.buffer, fill=True)
+    assert tensors is not None
+    offsets: dict[ParamKey, int] = {}
+    offset = 0
+    for part in parts.sparse:
+        offsets[part.key] = offset
+        offset += part.numel
+    return tensors, offsets
+
+
+def _has_nan(step: _BucketStep) -> bool:
+    return bool(torch.isnan(step.buffer).any())
+
+
+def _ef21_parts(state: CompressionState, step: _BucketStep) -> torch.futures.Future[torch.Tensor]:
+    parts = _parts(state, step, "ef21")
+    _count_parts(state, step, parts)
+    if _has_nan(step):
+        return _exchange_parts("ef21", state, step, parts, _poisoned(step, parts), lambda *_: None)
+    tensors, offsets = _sparse_state(state, step, parts) if parts.sparse else ({}, {})
+
+    def piece(name: str, part: _Part) -> torch.Tensor:
+        return tensors[name][offsets[part.key] : offsets[part.key] + part.numel]
+
+    # The gradient holds no NaN: nan="largest" spares a host synchronisation per parameter and
+    # still sends any NaN that ∇f_i − g_i forms (inf − inf), which the receivers then refuse.
+    packed = _pack(
+        step,
+        parts,
+        lambda part: _slice(step.buffer, part),
+        lambda part: ef21_step(_slice(step.buffer, part), piece("g_i", part), part.k, nan="largest").packed,
+    )
+
+    def apply(part: _Part, indices: torch.Tensor, values: torch.Tensor) -> None:
+        g = piece("g", part)
+        decompress_add(g, indices, values, 1.0 / step.world_size)
+        _slice(step.buffer, part).copy_(g)
+
+    return _exchange_parts("ef21", state, step, parts, packed, apply)
+
+
+def _ef14_parts(state: CompressionState, step: _BucketStep) -> torch.futures.Future[torch.Tensor]:
+    parts = _parts(state, step, "ef14")
+    _count_parts(state, step, parts)
+    if _has_nan(step):
+        return _exchange_parts("ef14", state, step, parts, _poisoned(step, parts), lambda *_: None)
+    tensors, offsets = _sparse_state(state, step, parts) if parts.sparse else ({}, {})
+
+    def dense_value(part: _Part) -> torch.Tensor:
+        value = _slice(step.buffer, part)
+        error = state.param_state(part.key).get("e")  # e.g. left by granularity="bucket"
+        return value if error is None else value + error.to(value.device, value.dtype)
+
+    def sparse_message(part: _Part) -> torch.Tensor:
+        error = tensors["e"][offsets[part.key] : offsets[part.key] + part.numel]
+        return ef14_step(_slice(step.buffer, part), error, part.k, 1.0, nan="largest").packed
+
+    packed = _pack(step, parts, dense_value, sparse_message)
+
+    def apply(part: _Part, indices: torch.Tensor, values: torch.Tensor) -> None:
+        decompress_add(_slice(step.buffer, part).zero_(), indices, values, 1.0 / step.world_size)
+
+    return _exchange_parts("ef14", state, step, parts, packed, apply)
+
+
 def ef21_hook(state: CompressionState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP communication hook for EF21 (Richtárik, Sokolov, Fatkhullin 2021) with TopK.
 
@@ -230,6 +513,8 @@ def ef21_hook(state: CompressionState, bucket: dist.GradBucket) -> torch.futures
     buffer, which DDP writes into ``.grad`` (so the optimizer steps x ← x − γ g). See the module
     docstring for the dense steps and NaN handling."""
     step = _plan(state, bucket, "ef21")
+    if step.mode == "parts":
+        return _ef21_parts(state, step)
     if step.mode == "warmup":
         return _ef21_dense(state, step, store=state.init == "dense")
     if step.mode == "fallback":
@@ -258,6 +543,8 @@ def ef14_hook(state: CompressionState, bucket: dist.GradBucket) -> torch.futures
     (e' = γe, v' = γv), and it leaves the learning rate, schedules and momentum to the
     optimizer. See the module docstring for the dense steps and NaN handling."""
     step = _plan(state, bucket, "ef14")
+    if step.mode == "parts":
+        return _ef14_parts(state, step)
     if step.mode != "sparse":
         return _ef14_dense(state, step)
     _count(state, step, sparse=True)

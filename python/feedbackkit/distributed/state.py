@@ -5,9 +5,10 @@ DDP hands its hook one flat bucket at a time and rebuilds the buckets after the 
 so bucket indices are not stable. The state therefore lives per parameter: a key is the
 parameter's name in ``model.named_parameters()`` when a model is given, else its position in the
 order DDP first presents the parameters. For speed it is stored as one flat tensor per bucket
-layout; when a bucket with a new parameter set arrives, its flat tensors are assembled from the
-per-parameter pieces (views into the flat tensors of the old layouts, or pieces loaded from a
-checkpoint).
+layout (under ``granularity="parameter"``: per set of a bucket's parameters sent as TopK
+messages, each parameter's piece a contiguous view); when a bucket with a new parameter set
+arrives, its flat tensors are assembled from the per-parameter pieces (views into the flat
+tensors of the old layouts, or pieces loaded from a checkpoint).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .._checks import ArgumentError
 
 Method = Literal["ef21", "ef14"]
 Init = Literal["dense", "zero"]
+Granularity = Literal["bucket", "parameter"]
 ParamKey = str | int
 
 #: The tensors kept per parameter: EF21 keeps this worker's estimate g_i and the replicated
@@ -34,13 +36,19 @@ STATE_TENSORS: dict[str, tuple[str, ...]] = {"ef21": ("g_i", "g"), "ef14": ("e",
 @dataclass
 class Counters:
     """What this rank has sent, summed over buckets and steps. Byte counts are payloads: the
-    packed message on a sparse step, the whole bucket on a dense one (:func:`wire_bytes` turns
-    payloads into bytes on the wire of a ring algorithm)."""
+    packed message on an all-gather step (exactly the bytes this rank put into it, padding
+    included), the whole bucket on an all-reduce (:func:`wire_bytes` turns payloads into bytes on
+    the wire of a ring algorithm).
+
+    Steps are counted per bucket under ``granularity="bucket"`` and per parameter under
+    ``granularity="parameter"`` (a parameter sent as its values, inside the message or by an
+    all-reduce, is a dense step), so that there every counter is independent of the bucket
+    layout."""
 
     bytes_sent: int = 0  #: payload bytes this rank contributed
     dense_bytes: int = 0  #: payload bytes a dense all-reduce of every bucket would have contributed
-    sparse_steps: int = 0  #: bucket steps sent as TopK messages
-    dense_steps: int = 0  #: bucket steps sent dense (warm-up, fallback, initialisation)
+    sparse_steps: int = 0  #: bucket (parameter) steps sent as TopK messages
+    dense_steps: int = 0  #: bucket (parameter) steps sent dense (warm-up, fallback, initialisation)
 
 
 class _Flat:
@@ -67,20 +75,48 @@ class CompressionState:
 
     Args:
         process_group: the group the hook communicates over (None: the default group).
-        ratio: k = max(1, ⌈ratio · d⌉) entries per message for a bucket of d elements,
-            0 < ratio ≤ 1. Default 0.01 when `k` is not given either.
-        k: a fixed message size for every bucket instead of `ratio` (k ≥ 1; a bucket with fewer
-            than k elements, other than a small one, raises ArgumentError).
+        ratio: k = max(1, ⌈ratio · d⌉) entries per message for a bucket (under
+            ``granularity="parameter"``: a parameter) of d elements, 0 < ratio ≤ 1. Default 0.01
+            when `k` is not given either.
+        k: a fixed message size for every bucket (parameter) instead of `ratio` (k ≥ 1; a bucket
+            with fewer than k elements, other than a small one, raises ArgumentError; a parameter
+            with at most k elements is sent dense).
         warmup_steps: iterations (≥ 1) that all-reduce densely before compression starts. The
             first iteration must be dense: DDP rebuilds its buckets after it.
-        min_bucket_numel: buckets with fewer elements always go dense.
+        min_bucket_numel: buckets (under ``granularity="parameter"``: parameters) with fewer
+            elements always go dense.
         model: the module (or its DDP wrapper) whose parameter names key the state, which keeps
             checkpoints valid when buckets change; without it parameters are keyed by the
             position in which DDP first presents them.
         init: EF21's g_i at the first compressed step: "dense" sets g_i = ∇f_i(x), g = mean_i
             ∇f_i(x) from a dense step (the warm-up's last one, or an extra dense step for a
-            bucket whose parameters have no state yet); "zero" starts g_i = g = 0. EF14's error
-            always starts at 0.
+            bucket, under ``granularity="parameter"`` a parameter, with no state yet); "zero"
+            starts g_i = g = 0. EF14's error always starts at 0.
+        granularity: what one TopK selection runs over.
+
+            - "bucket" (default): the whole DDP bucket, k fixed per bucket: one selection and one
+              message per bucket, the fewest kernel launches. Which entries compete depends on
+              how DDP groups parameters into buckets, and a fresh DDP (find_unused_parameters=
+              False) groups them differently in its first iteration than a long-running one, so
+              bit-exact resume from a checkpoint needs a stable layout
+              (find_unused_parameters=True or static_graph=True).
+            - "parameter": each parameter's slice of the bucket on its own, with k_p =
+              :func:`~feedbackkit.distributed.bucket_k` (numel_p, ratio=…, k=…); parameters
+              with fewer than `min_bucket_numel` elements, or whose TopK message would not be
+              smaller than their values, are sent as their values instead
+              (:func:`~feedbackkit.distributed.parameter_part`). After the warm-up every bucket
+              is one all-gather of the concatenated parts, and the receivers add the dense parts
+              in rank order and decompress the sparse ones parameter by parameter, so
+              trajectories, state and counters do not depend on the bucket layout: resume is bit
+              exact under any DDP settings. Costs one fused step and one decompression per
+              parameter (more kernel launches per bucket), and dense parameters travel in the
+              all-gather, (W − 1) values each per rank instead of an all-reduce's 2(W − 1)/W.
+
+            Use "bucket" for one selection per bucket with k fixed per bucket (the spec's
+            setting) and the fewest launches; use "parameter" when runs must not depend on DDP's
+            bucketing (bucket_cap_mb, find_unused_parameters, rebuilt buckets), e.g. to resume
+            bit for bit from checkpoints with default DDP settings. A single rank all-reduces
+            densely under both.
 
     One state serves one hook (EF21 or EF14) on one DDP model. The per-parameter bookkeeping is
     guarded by a lock, since collective callbacks (NCCL) may run on another thread than the hook.
@@ -96,6 +132,7 @@ class CompressionState:
         min_bucket_numel: int = 1024,
         model: torch.nn.Module | None = None,
         init: Init = "dense",
+        granularity: Granularity = "bucket",
     ) -> None:
         if ratio is not None and k is not None:
             raise ArgumentError("CompressionState: give 'ratio' or 'k', not both")
@@ -124,6 +161,10 @@ class CompressionState:
             )
         if init not in ("dense", "zero"):
             raise ArgumentError(f"CompressionState: 'init' must be 'dense' or 'zero'; got {init!r}")
+        if granularity not in ("bucket", "parameter"):
+            raise ArgumentError(
+                f"CompressionState: 'granularity' must be 'bucket' or 'parameter'; got {granularity!r}"
+            )
         if model is not None and not isinstance(model, torch.nn.Module):
             raise ArgumentError(
                 f"CompressionState: 'model' must be a torch.nn.Module; got {type(model).__name__}"
@@ -135,6 +176,7 @@ class CompressionState:
         self.warmup_steps = warmup_steps
         self.min_bucket_numel = min_bucket_numel
         self.init: Init = init
+        self.granularity: Granularity = granularity
         self.method: Method | None = None  #: set by the first hook call or checkpoint load
         self.iteration = 0  #: completed iterations (a bucket marked last ends one)
         self.warm_until = warmup_steps  #: iterations before this one all-reduce densely
@@ -204,6 +246,7 @@ class CompressionState:
                 "warmup_steps": self.warmup_steps,
                 "min_bucket_numel": self.min_bucket_numel,
                 "init": self.init,
+                "granularity": self.granularity,
             },
         }
 
@@ -287,6 +330,10 @@ class CompressionState:
                 self._positions[id(p)] = len(self._positions)
                 self._seen.append(p)
         return tuple(self._positions[id(p)] for p in params)
+
+    def _has_state(self, key: ParamKey) -> bool:
+        with self._lock:
+            return key in self._owner or key in self._loose
 
     def _tensors(
         self, keys: tuple[ParamKey, ...], numels: tuple[int, ...], like: torch.Tensor, *, fill: bool

@@ -1,8 +1,12 @@
-"""Message sizes and the rule that picks a sparse all-gather or a dense all-reduce for a bucket.
+"""Message sizes and the rules that pick a sparse all-gather or a dense all-reduce for a bucket
+(``granularity="bucket"``) or sparse and dense parts of a bucket's message
+(``granularity="parameter"``).
 
-A sparse step moves one packed TopK message per rank with a single all-gather: in a ring, each
-rank sends its own message and forwards the others', (W − 1) messages in all. A dense step is a
-ring all-reduce: a reduce-scatter and an all-gather, each moving (W − 1)/W of the bucket.
+A sparse step moves one packed message per rank with a single all-gather: in a ring, each rank
+sends its own message and forwards the others', (W − 1) messages in all. A dense step is a ring
+all-reduce: a reduce-scatter and an all-gather, each moving (W − 1)/W of the bucket. Under
+``granularity="parameter"`` a bucket's message is the concatenation of its parameters' parts
+(:func:`parameter_part`), so one rank sends (W − 1) · Σ_p nbytes_p per all-gather.
 """
 
 from __future__ import annotations
@@ -59,3 +63,35 @@ def bucket_k(numel: int, *, ratio: float | None, k: int | None) -> int:
         return k
     assert ratio is not None
     return max(1, math.ceil(round(ratio * numel, 9)))
+
+
+class ParameterPart(NamedTuple):
+    """One parameter's part of a bucket message under ``granularity="parameter"``."""
+
+    sparse: bool  #: a TopK message of `k` entries (True) or the parameter's values (False)
+    k: int  #: entries of the TopK message; the number of elements when dense
+    nbytes: int  #: bytes of the part: message_nbytes(numel, k, dtype), or numel values padded to 8
+
+
+def _dense_part_nbytes(numel: int, dtype: torch.dtype) -> int:
+    return -(-numel * element_size(dtype) // 8) * 8
+
+
+def parameter_part(
+    numel: int, dtype: torch.dtype = torch.float32, *, ratio: float | None, k: int | None, min_numel: int
+) -> ParameterPart:
+    """How a parameter of `numel` elements travels after the warm-up under
+    ``granularity="parameter"``: with k_p = :func:`bucket_k` (numel, ratio=…, k=…), it is sent as a
+    TopK message of k_p entries when numel ≥ `min_numel` (the state's ``min_bucket_numel``) and
+    that message is strictly smaller than its values (message_nbytes(numel, k_p) < numel ·
+    element size, both padded to 8 bytes; so k_p < numel); otherwise its values are sent as they
+    are. The rule does not depend on the bucket or the world size, so neither does the part."""
+    if numel < 1:
+        raise ArgumentError(f"parameter_part: 'numel' must be >= 1; got {numel}")
+    dense = _dense_part_nbytes(numel, dtype)
+    kk = bucket_k(numel, ratio=ratio, k=k)
+    if numel >= min_numel and kk < numel:
+        nbytes = message_nbytes(numel, kk, dtype)
+        if nbytes < dense:
+            return ParameterPart(True, kk, nbytes)
+    return ParameterPart(False, numel, dense)
