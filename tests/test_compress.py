@@ -398,3 +398,22 @@ def test_topk_addresses_more_than_2_to_the_31_elements():
     assert as_set(indices) == {7, 2**31 + 1, n - 1} and sorted(values.tolist()) == [-3.0, 1.0, 2.0]
     with pytest.raises(ValueError, match="int32 indices cannot address"):
         compress.topk(x, 3, index_dtype=torch.int32)
+
+
+@pytest.mark.parametrize("kind", ["sampled_high", "sampled_low"])
+def test_topk_is_exact_when_the_sample_misleads(kind):
+    """The CPU engine estimates a bound from evenly spaced keys; when the sample is
+    unrepresentative it must fall back to the full selection, never lose an entry."""
+    n, k = 2**20, 20_000
+    x = torch.rand(n, generator=gen(11))
+    sampled = torch.arange(0, n, n // 16384)
+    if kind == "sampled_high":  # every sampled key is large, but there are fewer of them than k
+        x[sampled] += 10.0
+    else:  # every sampled key is small: the bound is too low and the gather overflows
+        x[sampled] = 0.0
+    assert as_set(compress.topk(x, k).indices) == set(ref.topk(x, k)[1].tolist())
+    state, expected_state = x.clone(), x.clone()
+    grad = torch.zeros(n)
+    compress.ef14_step(grad, state, k, 1.0)
+    ref.ef14_step(grad, expected_state, k, 1.0)
+    assert torch.equal(state, expected_state)

@@ -16,8 +16,8 @@ void ef21_step_cpu(const TensorView& grad, const TensorView& g_i, int64_t k, boo
     T* out_values = flat<T>(values);
     I* out_indices = flat<I>(indices);
     flat<int64_t>(status)[0] = radix_select_cpu<key_t<acc_t<T>>>(
-        n, k, allow_nan, [&](int64_t i) { return magnitude_key(ef21_difference(gr[i], state[i])); },
-        [](int64_t) {},
+        n, k, allow_nan, [gr, state](int64_t i) { return magnitude_key(ef21_difference(gr[i], state[i])); },
+        NoSweep{},
         [&](int64_t slot, int64_t i) {
           const T c = from_acc<T>(ef21_difference(gr[i], state[i]));
           out_values[slot] = c;

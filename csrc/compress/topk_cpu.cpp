@@ -17,12 +17,11 @@ void topk_cpu(const TensorView& x, int64_t k, TopKBy by, bool allow_nan, const T
       out_values[slot] = in[i];
       out_indices[slot] = static_cast<I>(i);
     };
-    const auto keep = [](int64_t) {};
     flat<int64_t>(status)[0] =
         by == TopKBy::Abs
-            ? radix_select_cpu<key_t<T>>(n, k, allow_nan, [&](int64_t i) { return magnitude_key(in[i]); }, keep, take)
-            : radix_select_cpu<key_t<T>>(n, k, allow_nan, [&](int64_t i) { return order_key(in[i], TopKBy::Value); },
-                                         keep, take);
+            ? radix_select_cpu<key_t<T>>(n, k, allow_nan, [in](int64_t i) { return magnitude_key(in[i]); }, NoSweep{}, take)
+            : radix_select_cpu<key_t<T>>(n, k, allow_nan, [in](int64_t i) { return order_key(in[i], TopKBy::Value); },
+                                         NoSweep{}, take);
   });
 }
 
