@@ -70,8 +70,10 @@ FBK_HD_INLINE acc_t<T> ef21_difference(T grad, S g_i) {
 template <class T, class S>
 FBK_HD_INLINE acc_t<T> ef14_accumulate(T grad, S error, acc_t<T> lr) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<acc_t<T>, double>) return __dadd_rn(to_acc<double>(error), __dmul_rn(lr, to_acc<double>(grad)));
-  else return __fadd_rn(to_acc<float>(error), __fmul_rn(lr, to_acc<float>(grad)));
+  if constexpr (std::is_same_v<acc_t<T>, double>)
+    return __dadd_rn(to_acc<double>(error), __dmul_rn(lr, to_acc<double>(grad)));
+  else
+    return __fadd_rn(to_acc<float>(error), __fmul_rn(lr, to_acc<float>(grad)));
 #else
   return to_acc<acc_t<T>>(error) + lr * to_acc<acc_t<T>>(grad);
 #endif

@@ -19,7 +19,8 @@ void ef14_step_cpu(const TensorView& grad, const TensorView& error, int64_t k, d
     const A step = static_cast<A>(lr);
     // The final pass overwrites e with t, so take() reads t back from e.
     flat<int64_t>(status)[0] = radix_select_cpu<key_t<T>>(
-        n, k, allow_nan, [gr, state, step](int64_t i) { return magnitude_key(from_acc<T>(ef14_accumulate(gr[i], state[i], step))); },
+        n, k, allow_nan,
+        [gr, state, step](int64_t i) { return magnitude_key(from_acc<T>(ef14_accumulate(gr[i], state[i], step))); },
         [gr, state, step](int64_t i) { state[i] = from_acc<T>(ef14_accumulate(gr[i], state[i], step)); },
         [&](int64_t slot, int64_t i) {
           out_values[slot] = state[i];

@@ -19,7 +19,8 @@ void topk_cpu(const TensorView& x, int64_t k, TopKBy by, bool allow_nan, const T
     };
     flat<int64_t>(status)[0] =
         by == TopKBy::Abs
-            ? radix_select_cpu<key_t<T>>(n, k, allow_nan, [in](int64_t i) { return magnitude_key(in[i]); }, NoSweep{}, take)
+            ? radix_select_cpu<key_t<T>>(n, k, allow_nan, [in](int64_t i) { return magnitude_key(in[i]); },
+                                         NoSweep{}, take)
             : radix_select_cpu<key_t<T>>(n, k, allow_nan, [in](int64_t i) { return order_key(in[i], TopKBy::Value); },
                                          NoSweep{}, take);
   });
