@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from feedbackkit.bench.report import environment
 from feedbackkit.compress import message_nbytes
 from feedbackkit.distributed import CompressionState, bucket_k, ef21_hook, sparse_saves_bytes, wire_bytes
 
@@ -133,6 +134,7 @@ def main() -> None:
     table = analytic(args.params, args.bucket_mb)
     runs = [measured(w, 0.01) for w in (2, 4)]
     report = {
+        "environment": environment("cpu"),
         "analytic": {"params": args.params, "bucket_mb": args.bucket_mb, "rows": table},
         "measured": runs,
     }
