@@ -19,6 +19,7 @@
 #define FBK_WORKSPACE_PARAM
 #define FBK_WORKSPACE_ARG
 #include "bindings/compress_bindings.h"
+#include "bindings/stacking_bindings.h"
 
 namespace py = pybind11;
 
@@ -104,5 +105,6 @@ PYBIND11_MODULE(_C, m) {
   });
   fbk::bind_reward(m);
   fbk::bind_compress(m);
+  fbk::bind_stacking(m);
   bind_testing(m);
 }

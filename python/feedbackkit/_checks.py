@@ -7,13 +7,11 @@ from collections.abc import Iterable
 
 import torch
 
+from ._errors import ArgumentError
+
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 MASK_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
 INDEX_DTYPES = (torch.int32, torch.int64)
-
-
-class ArgumentError(ValueError, TypeError):
-    """A bad argument to a feedbackkit op. Catchable as ValueError or TypeError."""
 
 
 def _names(dtypes: Iterable[torch.dtype]) -> str:

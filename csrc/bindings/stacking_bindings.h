@@ -1,0 +1,96 @@
+// Bindings of the `stacking` family. Uses the macros documented in reward_bindings.h
+// (FBK_KERNEL, FBK_STREAM_PARAM, FBK_STREAM_ARG, FBK_UNLOCK). Included by cpu_module.cpp only,
+// until the CUDA kernel exists.
+#pragma once
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <optional>
+
+#include "bindings/view_caster.h"
+#include "common/checks.h"
+#include "stacking/stacking.h"
+
+namespace fbk {
+
+// Shapes, dtypes and devices of oriented_stack's views (values are checked by the kernel).
+inline void check_oriented_stack(const TensorView& maps, const TensorView& positions, const TensorView& angles,
+                                 const std::optional<TensorView>& flips, const std::optional<TensorView>& weights,
+                                 const std::optional<TensorView>& groups, const std::optional<TensorView>& mask,
+                                 int64_t half_width, double step, int interpolation, const TensorView& sum,
+                                 const TensorView& weight_sum, const TensorView& count, DeviceType device) {
+  check_ndim(maps, "maps", 3);
+  check_dtype(maps, "maps", {DType::Float32, DType::Float64});
+  check_device(maps, "maps", device);
+  const int64_t B = maps.sizes[0], ny = maps.sizes[1], nx = maps.sizes[2];
+  FBK_CHECK(B >= 1 && ny >= 1 && nx >= 1, "maps: expected a non-empty [B, ny, nx] array");
+  FBK_CHECK(half_width >= 1, "half_width: expected >= 1, got ", half_width);
+  FBK_CHECK(std::isfinite(step) && step > 0, "step: expected a finite value > 0, got ", step);
+  FBK_CHECK(interpolation >= 0 && interpolation <= 2, "interpolation: unknown code ", interpolation);
+  const int64_t P = 2 * half_width + 1;
+
+  check_ndim(positions, "positions", 2);
+  check_size(positions, "positions", 1, 2);
+  check_dtype(positions, "positions", {DType::Float64});
+  check_device(positions, "positions", device);
+  const int64_t N = positions.sizes[0];
+  const auto per_object = [&](const TensorView& v, const char* name, int ndim, DType dtype) {
+    check_ndim(v, name, ndim);
+    check_size(v, name, 0, N);
+    if (ndim == 2) check_size(v, name, 1, 2);
+    check_dtype(v, name, {dtype});
+    check_device(v, name, device);
+  };
+  per_object(angles, "angles", 1, DType::Float64);
+  if (flips) per_object(*flips, "flips", 2, DType::Float64);
+  if (weights) per_object(*weights, "weights", 1, DType::Float64);
+  if (groups) per_object(*groups, "groups", 1, DType::Int64);
+  if (mask) {
+    check_ndim(*mask, "mask", 2);
+    check_size(*mask, "mask", 0, ny);
+    check_size(*mask, "mask", 1, nx);
+    check_dtype(*mask, "mask", {DType::Bool, DType::UInt8, DType::Int32, DType::Int64});
+    check_device(*mask, "mask", device);
+  }
+
+  check_ndim(count, "count", 1);
+  check_dtype(count, "count", {DType::Int64});
+  check_device(count, "count", device);
+  const int64_t G = count.sizes[0];
+  FBK_CHECK(G >= 1, "count: expected at least one group");
+  check_ndim(sum, "sum", 4);
+  check_dtype(sum, "sum", {DType::Float64});
+  check_device(sum, "sum", device);
+  check_size(sum, "sum", 0, G);
+  check_size(sum, "sum", 1, B);
+  check_size(sum, "sum", 2, P);
+  check_size(sum, "sum", 3, P);
+  check_ndim(weight_sum, "weight_sum", 3);
+  check_dtype(weight_sum, "weight_sum", {DType::Float64});
+  check_device(weight_sum, "weight_sum", device);
+  check_size(weight_sum, "weight_sum", 0, G);
+  check_size(weight_sum, "weight_sum", 1, P);
+  check_size(weight_sum, "weight_sum", 2, P);
+}
+
+inline void bind_stacking(pybind11::module_& m) {
+  using TV = const TensorView&;
+  using OTV = const std::optional<TensorView>&;
+  m.def(
+      "oriented_stack",
+      [](TV maps, TV positions, TV angles, OTV flips, OTV weights, OTV groups, OTV mask, int64_t half_width,
+         double step, int interpolation, TV sum, TV weight_sum, TV count FBK_STREAM_PARAM) {
+        check_oriented_stack(maps, positions, angles, flips, weights, groups, mask, half_width, step, interpolation,
+                             sum, weight_sum, count, DeviceType::CPU);
+        FBK_UNLOCK;
+        FBK_KERNEL(oriented_stack)(maps, positions, angles, flips, weights, groups, mask, half_width, step,
+                                   static_cast<Interpolation>(interpolation), sum, weight_sum,
+                                   count FBK_STREAM_ARG);
+      },
+      "Oriented stack of maps [B, ny, nx] around positions [N, 2] (y, x); writes sum [G, B, P, P], "
+      "weight_sum [G, P, P] and count [G] (P = 2 * half_width + 1).");
+}
+
+}  // namespace fbk
