@@ -75,6 +75,32 @@ inline void check_oriented_stack(const TensorView& maps, const TensorView& posit
   check_size(weight_sum, "weight_sum", 2, P);
 }
 
+// Shapes, dtypes and devices of multipoles' views (radii values are checked by the kernel).
+inline void check_multipoles(const TensorView& image, const TensorView& radii, int64_t n_theta, int64_t m_max,
+                             const TensorView& C, const TensorView& S, DeviceType device) {
+  check_ndim(image, "image", 3);
+  check_dtype(image, "image", {DType::Float32, DType::Float64});
+  check_device(image, "image", device);
+  const int64_t M = image.sizes[0], P = image.sizes[1];
+  FBK_CHECK(P >= 1 && P % 2 == 1, "image: expected odd P = 2n + 1, got ", P);
+  check_size(image, "image", 2, P);
+  check_ndim(radii, "radii", 1);
+  check_dtype(radii, "radii", {DType::Float64});
+  check_device(radii, "radii", device);
+  const int64_t R = radii.sizes[0];
+  FBK_CHECK(n_theta >= 1, "n_theta: expected >= 1, got ", n_theta);
+  FBK_CHECK(m_max >= 0, "m_max: expected >= 0, got ", m_max);
+  for (const auto* out : {&C, &S}) {
+    const char* name = out == &C ? "C" : "S";
+    check_ndim(*out, name, 3);
+    check_dtype(*out, name, {DType::Float64});
+    check_device(*out, name, device);
+    check_size(*out, name, 0, M);
+    check_size(*out, name, 1, m_max + 1);
+    check_size(*out, name, 2, R);
+  }
+}
+
 inline void bind_stacking(pybind11::module_& m) {
   using TV = const TensorView&;
   using OTV = const std::optional<TensorView>&;
@@ -91,6 +117,14 @@ inline void bind_stacking(pybind11::module_& m) {
       },
       "Oriented stack of maps [B, ny, nx] around positions [N, 2] (y, x); writes sum [G, B, P, P], "
       "weight_sum [G, P, P] and count [G] (P = 2 * half_width + 1).");
+  m.def(
+      "multipoles",
+      [](TV image, TV radii, int64_t n_theta, int64_t m_max, TV C, TV S FBK_STREAM_PARAM) {
+        check_multipoles(image, radii, n_theta, m_max, C, S, DeviceType::CPU);
+        FBK_UNLOCK;
+        FBK_KERNEL(multipoles)(image, radii, n_theta, m_max, C, S FBK_STREAM_ARG);
+      },
+      "Ring multipoles of images [M, P, P] at radii [R]; writes C, S [M, m_max + 1, R].");
 }
 
 }  // namespace fbk

@@ -91,4 +91,15 @@ void oriented_stack_cpu(const TensorView& maps, const TensorView& positions, con
                         int64_t half_width, double step, Interpolation interpolation, const TensorView& sum,
                         const TensorView& weight_sum, const TensorView& count);
 
+// Ring multipoles of square images. image [M, P, P] float32/float64 (P = 2n + 1, centre at pixel
+// (n, n)); radii [R] float64 in [0, n]; n_theta >= 1 samples at θ_j = 2πj/n_theta with
+// x = n + r cos θ (column), y = n + r sin θ (row), bilinear interpolation (pixels with a zero
+// weight are never read). Writes (overwrites) C, S [M, m_max + 1, R] float64:
+//   C_0 = (1/n_θ) Σ f,  C_m = (2/n_θ) Σ f cos mθ,  S_m = (2/n_θ) Σ f sin mθ (m >= 1),  S_0 = 0.
+// A NaN pixel with a nonzero weight makes that ring's values NaN. fp64 accumulation in sample
+// order; OpenMP over (image, radius) pairs, each owned by one thread, so results are bitwise
+// identical for every thread count.
+void multipoles_cpu(const TensorView& image, const TensorView& radii, int64_t n_theta, int64_t m_max,
+                    const TensorView& C, const TensorView& S);
+
 }  // namespace fbk

@@ -31,6 +31,9 @@ pixel with nonzero weight propagates into ``sum``.
 
 Accumulation is in float64 with a fixed order (each output pixel adds the objects in index
 order), so results are bitwise identical for every OpenMP thread count.
+
+Profiles (:mod:`.profiles`): :func:`multipoles` (ring multipoles C_m(r), S_m(r) of a stack),
+:func:`radial_bins` and :func:`region_covariance` (jackknife-by-region errors).
 """
 
 from __future__ import annotations
@@ -45,8 +48,16 @@ import numpy as np
 from .. import _native
 from .._errors import ArgumentError
 from ._views import as_numpy, native, optional_view, view
+from .profiles import multipoles, radial_bins, region_covariance
 
-__all__ = ["ArgumentError", "OrientedStack", "oriented_stack"]
+__all__ = [
+    "ArgumentError",
+    "OrientedStack",
+    "multipoles",
+    "oriented_stack",
+    "radial_bins",
+    "region_covariance",
+]
 
 _OP = "oriented_stack"
 # Codes must match csrc/stacking/stacking.h::Interpolation.
