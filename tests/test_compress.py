@@ -107,18 +107,24 @@ def test_topk_nan_is_rejected_by_default_and_largest_on_request():
     assert as_set(compress.topk(-x, 1, by="value", nan="largest").indices) == {1}  # NaN of either sign
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 1e-30, float("inf"), 3e38]), min_size=1, max_size=80
-    ),
-    st.data(),
+# Small arrays full of repeats, signed zeros and infinities, for property tests on any device.
+REPEATS = st.lists(
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 1e-30, float("inf"), 3e38]), min_size=1, max_size=80
 )
-def test_topk_property_small_arrays_with_repeats(values, draw):
+
+
+def check_topk_property(values: list[float], draw: st.DataObject, device: str) -> None:
     x = torch.tensor(values, dtype=torch.float32)
     k = draw.draw(st.integers(1, x.numel()))
     by = draw.draw(st.sampled_from(["abs", "value"]))
-    assert as_set(compress.topk(x, k, by=by).indices) == set(ref.topk(x, k, by=by)[1].tolist())
+    indices = compress.topk(x.to(device), k, by=by).indices.cpu()
+    assert as_set(indices) == set(ref.topk(x, k, by=by)[1].tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(REPEATS, st.data())
+def test_topk_property_small_arrays_with_repeats(values, draw):
+    check_topk_property(values, draw, "cpu")
 
 
 def test_topk_order_is_deterministic():

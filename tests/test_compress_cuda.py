@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_compress import DTYPES, KINDS, NAN, OPCHECK, as_set, data, gen
+from test_compress import DTYPES, KINDS, NAN, OPCHECK, REPEATS, as_set, check_topk_property, data, gen
 
 from feedbackkit import compress
 from feedbackkit.reference import compress as ref
@@ -150,17 +150,9 @@ def test_cuda_topk_nan(n):
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 1e-30, float("inf"), 3e38]), min_size=1, max_size=80
-    ),
-    st.data(),
-)
+@given(REPEATS, st.data())
 def test_cuda_topk_property_small_arrays_with_repeats(values, draw):
-    x = torch.tensor(values, dtype=torch.float32)
-    k = draw.draw(st.integers(1, x.numel()))
-    by = draw.draw(st.sampled_from(["abs", "value"]))
-    assert as_set(compress.topk(x.cuda(), k, by=by).indices.cpu()) == set(ref.topk(x, k, by=by)[1].tolist())
+    check_topk_property(values, draw, "cuda")
 
 
 @pytest.mark.parametrize("kind", ["ties", "random"])

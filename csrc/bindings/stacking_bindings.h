@@ -47,32 +47,15 @@ inline void check_oriented_stack(const TensorView& maps, const TensorView& posit
   if (flips) per_object(*flips, "flips", 2, DType::Float64);
   if (weights) per_object(*weights, "weights", 1, DType::Float64);
   if (groups) per_object(*groups, "groups", 1, DType::Int64);
-  if (mask) {
-    check_ndim(*mask, "mask", 2);
-    check_size(*mask, "mask", 0, ny);
-    check_size(*mask, "mask", 1, nx);
-    check_dtype(*mask, "mask", {DType::Bool, DType::UInt8, DType::Int32, DType::Int64});
-    check_device(*mask, "mask", device);
-  }
+  if (mask) check_view(*mask, "mask", {ny, nx}, {DType::Bool, DType::UInt8, DType::Int32, DType::Int64}, device);
 
   check_ndim(count, "count", 1);
   check_dtype(count, "count", {DType::Int64});
   check_device(count, "count", device);
   const int64_t G = count.sizes[0];
   FBK_CHECK(G >= 1, "count: expected at least one group");
-  check_ndim(sum, "sum", 4);
-  check_dtype(sum, "sum", {DType::Float64});
-  check_device(sum, "sum", device);
-  check_size(sum, "sum", 0, G);
-  check_size(sum, "sum", 1, B);
-  check_size(sum, "sum", 2, P);
-  check_size(sum, "sum", 3, P);
-  check_ndim(weight_sum, "weight_sum", 3);
-  check_dtype(weight_sum, "weight_sum", {DType::Float64});
-  check_device(weight_sum, "weight_sum", device);
-  check_size(weight_sum, "weight_sum", 0, G);
-  check_size(weight_sum, "weight_sum", 1, P);
-  check_size(weight_sum, "weight_sum", 2, P);
+  check_view(sum, "sum", {G, B, P, P}, {DType::Float64}, device);
+  check_view(weight_sum, "weight_sum", {G, P, P}, {DType::Float64}, device);
 }
 
 // Shapes, dtypes and devices of multipoles' views (radii values are checked by the kernel).

@@ -43,4 +43,14 @@ inline void check_device(const TensorView& v, const char* arg, DeviceType device
             " tensor");
 }
 
+// A view of exactly `sizes`, one of `dtypes`, on `device`.
+inline void check_view(const TensorView& v, const char* arg, std::initializer_list<int64_t> sizes,
+                       std::initializer_list<DType> dtypes, DeviceType device) {
+  check_ndim(v, arg, int(sizes.size()));
+  int dim = 0;
+  for (int64_t size : sizes) check_size(v, arg, dim++, size);
+  check_dtype(v, arg, dtypes);
+  check_device(v, arg, device);
+}
+
 }  // namespace fbk

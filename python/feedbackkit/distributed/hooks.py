@@ -209,10 +209,14 @@ def _compress(step: _BucketStep, worker_step: Callable[[], Message]) -> torch.Te
         dtype = step.buffer.dtype
         numel = step.buffer.numel()
         packed = step.buffer.new_zeros(message_nbytes(numel, step.k, dtype), dtype=torch.uint8)
-        indices, values = unpack(packed, step.k, numel, dtype)
-        indices.copy_(torch.arange(step.k, device=packed.device))
-        values.fill_(float("nan"))
+        _poison(*unpack(packed, step.k, numel, dtype))
         return packed
+
+
+def _poison(indices: torch.Tensor, values: torch.Tensor) -> None:
+    """Fills one TopK message with valid, distinct indices and NaN values."""
+    indices.copy_(torch.arange(indices.numel(), device=indices.device))
+    values.fill_(float("nan"))
 
 
 def _exchange(
@@ -335,9 +339,7 @@ def _poisoned(step: _BucketStep, parts: _Parts) -> torch.Tensor:
     packed = step.buffer.new_zeros(parts.nbytes, dtype=torch.uint8)
     _dense_values(packed, parts, dtype).fill_(float("nan"))
     for part in parts.sparse:
-        indices, values = _sparse_message(packed, part, dtype)
-        indices.copy_(torch.arange(part.k, device=packed.device))
-        values.fill_(float("nan"))
+        _poison(*_sparse_message(packed, part, dtype))
     return packed
 
 
