@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
 
-from feedbackkit.stacking import ArgumentError, oriented_stack
+from feedbackkit.stacking import ArgumentError, MapGeometry, oriented_stack
 
 STACKING_DIR = pathlib.Path(__file__).resolve().parents[1] / "python" / "feedbackkit" / "stacking"
 
@@ -374,6 +374,7 @@ def test_stacking_package_does_not_import_torch():
 
 
 M = np.zeros((20, 20))
+GEOMETRY = MapGeometry("car", (0.0, 0.0), (10.0, 10.0), ((-0.01, 0.0), (0.0, 0.01)))
 P = np.array([[5.0, 5.0], [10.0, 10.0]])
 A = np.zeros(2)
 
@@ -403,8 +404,10 @@ A = np.zeros(2)
         ({"num_groups": 0}, "num_groups"),
         ({"mask": np.ones((20, 21), dtype=bool)}, "mask"),
         ({"interpolation": "cubic"}, "interpolation"),
-        ({"projection": "tan"}, "not implemented yet"),
-        ({"projection": "zea"}, "not implemented yet"),
+        ({"projection": "tan"}, "needs 'geometry'"),
+        ({"projection": "zea", "geometry": "car"}, "needs 'geometry'"),
+        ({"geometry": GEOMETRY}, "only with projection='tan' or 'zea'"),
+        ({"projection": "tan", "geometry": GEOMETRY, "positions": [[2.0, 0.0], [0.0, 0.0]]}, "dec"),
         ({"projection": "car"}, "projection"),
     ],
 )
@@ -436,13 +439,29 @@ def test_native_checks_values():
             1,
             1.0,
             1,
+            0,
+            None,
             view(s),
             view(ws),
             view(c),
         )
     with pytest.raises(ValueError, match="sum"):
         _native.cpu().oriented_stack(
-            view(maps), view(pos), view(ang), None, None, None, None, 2, 1.0, 1, view(s), view(ws), view(c)
+            view(maps),
+            view(pos),
+            view(ang),
+            None,
+            None,
+            None,
+            None,
+            2,
+            1.0,
+            1,
+            0,
+            None,
+            view(s),
+            view(ws),
+            view(c),
         )
 
 

@@ -29,10 +29,10 @@ from .. import _native
 from .._errors import ArgumentError
 from ._views import as_numpy, native, view
 
-__all__ = ["multipoles", "radial_bins", "region_covariance"]
+__all__ = ["int_at_least", "multipoles", "radial_bins", "region_covariance", "ring_radii", "ring_samples"]
 
 
-def _int(op: str, name: str, value: object, lo: int) -> int:
+def int_at_least(op: str, name: str, value: object, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < lo:
         raise ArgumentError(f"{op}: '{name}' must be an integer >= {lo}; got {value!r}")
     return int(value)
@@ -43,6 +43,28 @@ def _real_array(op: str, name: str, value: object) -> np.ndarray:
     if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
         raise ArgumentError(f"{op}: '{name}' must be a real numeric array; got dtype {a.dtype}")
     return a
+
+
+def ring_radii(op: str, radii: object, *, default: np.ndarray, top: float | None) -> np.ndarray:
+    """`radii` as a non-empty float64 [n_r] array, finite, >= 0 and <= `top` (when given)."""
+    if radii is None:
+        return default
+    r = _real_array(op, "radii", radii)
+    if r.ndim != 1 or r.shape[0] == 0:
+        raise ArgumentError(f"{op}: 'radii' must be a non-empty 1-D array; got shape {list(r.shape)}")
+    r = np.ascontiguousarray(r, dtype=np.float64)
+    if not np.isfinite(r).all() or (r < 0).any() or (top is not None and (r > top).any()):
+        bound = f"in [0, n] = [0, {top:g}] pixels" if top is not None else ">= 0"
+        raise ArgumentError(f"{op}: 'radii' must be finite and {bound}")
+    return r
+
+
+def ring_samples(op: str, n_theta: object, n_r: int, m_max: int) -> int:
+    """Samples per ring: 20·n_r by default (at least 2·m_max + 1); an explicit value must be
+    >= 2·m_max + 1 (m_max below the ring's Nyquist order)."""
+    if n_theta is None:
+        return max(20 * n_r, 2 * m_max + 1)
+    return int_at_least(op, "n_theta", n_theta, 2 * m_max + 1)
 
 
 def multipoles(
@@ -67,7 +89,7 @@ def multipoles(
         C[..., 0, :] is the ring mean and S[..., 0, :] is 0.
     """
     op = "multipoles"
-    m_max = _int(op, "m_max", m_max, 0)
+    m_max = int_at_least(op, "m_max", m_max, 0)
     img = _real_array(op, "image", image)
     if img.ndim < 2 or img.shape[-1] != img.shape[-2] or img.shape[-1] % 2 != 1:
         raise ArgumentError(
@@ -75,17 +97,9 @@ def multipoles(
         )
     p = img.shape[-1]
     n = (p - 1) // 2
-    if radii is None:
-        r = np.arange(n + 1, dtype=np.float64)
-    else:
-        r = _real_array(op, "radii", radii)
-        if r.ndim != 1 or r.shape[0] == 0:
-            raise ArgumentError(f"{op}: 'radii' must be a non-empty 1-D array; got shape {list(r.shape)}")
-        r = np.ascontiguousarray(r, dtype=np.float64)
-        if not np.isfinite(r).all() or (r < 0).any() or (r > n).any():
-            raise ArgumentError(f"{op}: 'radii' must be finite and in [0, n] = [0, {n}] pixels")
+    r = ring_radii(op, radii, default=np.arange(n + 1, dtype=np.float64), top=n)
+    nt = ring_samples(op, n_theta, r.shape[0], m_max)
     n_r = r.shape[0]
-    nt = max(20 * n_r, 2 * m_max + 1) if n_theta is None else _int(op, "n_theta", n_theta, 2 * m_max + 1)
 
     batch = img.shape[:-2]
     if img.dtype != np.float32:
@@ -154,7 +168,7 @@ def radial_bins(profile: object, width: int) -> np.ndarray:
     if a.ndim < 1:
         raise ArgumentError(f"{op}: 'profile' must be at least 1-D [..., n_r]; got a scalar")
     n_r = a.shape[-1]
-    width = _int(op, "width", width, 1)
+    width = int_at_least(op, "width", width, 1)
     if width > n_r:
         raise ArgumentError(f"{op}: 'width' must be <= n_r = {n_r}; got {width}")
     nb = n_r // width
