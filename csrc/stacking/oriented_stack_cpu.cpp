@@ -1,6 +1,5 @@
-// Oriented stacking on the CPU. OpenMP runs over output rows: each output element is owned by
-// one thread and accumulates the objects in index order, so the result is the same bits for
-// every thread count and schedule.
+// Oriented stacking on the CPU. OpenMP runs over fixed chunks of objects whose partial sums are
+// added in chunk order, so the result is the same bits for every thread count and schedule.
 #include <omp.h>
 
 #include <algorithm>
@@ -24,7 +23,7 @@ struct StackObject {
   int64_t group;
 };
 
-// The outputs the inner loop writes, with their strides.
+// The outputs, with their strides.
 struct StackOutputs {
   double* sum;
   int64_t ss0, ss1, ss2, ss3;
@@ -34,54 +33,82 @@ struct StackOutputs {
   double step;
 };
 
-// Adds object `o`'s samples on output row a (offset v) into its group's row; returns whether any
-// sample was valid.
+// Adds object `o`'s samples into one group's contiguous partial sums sum[B, P, P] and
+// wsum[P, P]; returns whether any sample was valid.
 template <Interpolation I, class T, class M, class Frame>
-bool stack_object_row(const MapSampler<T, M>& map, const StackOutputs& out, const StackObject<Frame>& o,
-                      int64_t a) {
-  const int64_t P = 2 * out.n + 1;
-  const double v = double(a - out.n) * out.step;
-  double* sum_row = out.sum + o.group * out.ss0 + a * out.ss2;
-  double* wsum_row = out.wsum + o.group * out.ws0 + a * out.ws1;
+bool stack_object(const MapSampler<T, M>& map, const StackOutputs& out, const StackObject<Frame>& o, double* sum,
+                  double* wsum) {
+  const int64_t P = 2 * out.n + 1, PP = P * P;
   bool any = false;
-  for (int64_t b = 0; b < P; ++b) {
-    double x, y;
-    Stencil<I> s;
-    if (!o.frame.locate(double(b - out.n) * out.step, v, x, y) || !map.at(x, y, s)) continue;
-    for (int64_t c = 0; c < map.B; ++c) sum_row[c * out.ss1 + b * out.ss3] += o.weight * map.value(s, c);
-    wsum_row[b * out.ws2] += o.weight;
-    any = true;
+  for (int64_t a = 0; a < P; ++a) {
+    const double v = double(a - out.n) * out.step;
+    for (int64_t b = 0; b < P; ++b) {
+      double x, y;
+      Stencil<I> s;
+      if (!o.frame.locate(double(b - out.n) * out.step, v, x, y) || !map.at(x, y, s)) continue;
+      for (int64_t c = 0; c < map.B; ++c) sum[c * PP + a * P + b] += o.weight * map.value(s, c);
+      wsum[a * P + b] += o.weight;
+      any = true;
+    }
   }
   return any;
 }
 
+// Objects are taken in fixed chunks of kStackChunk (index order). A thread sums one chunk's
+// objects in order into zeroed per-group partials, which are then added to the outputs in chunk
+// order. So every output is ((chunk 0) + chunk 1) + …, the same bits for every thread count, and
+// each object's map footprint is read while it is in cache.
 template <Interpolation I, class T, class M, class Frame>
-void stack_rows(const MapSampler<T, M>& map, const StackOutputs& out, const std::vector<StackObject<Frame>>& objects,
-                std::vector<unsigned char>& any_valid) {
-  const int64_t P = 2 * out.n + 1;
+void stack_chunks(const MapSampler<T, M>& map, const StackOutputs& out, const std::vector<StackObject<Frame>>& objects,
+                  std::vector<unsigned char>& any_valid) {
+  const int64_t P = 2 * out.n + 1, PP = P * P, B = map.B;
   const int64_t N = static_cast<int64_t>(objects.size());
-  // Tasks are blocks of kRowBlock output rows; inside one, objects are visited in blocks of
-  // kObjectBlock for every row of the task, so an object's map footprint is reused from cache.
-  // Each output pixel still adds the objects in index order, whatever the thread count.
-  constexpr int64_t kRowBlock = 4, kObjectBlock = 16;
-  const int64_t tasks = (P + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t a_begin = task * kRowBlock, a_end = std::min(P, a_begin + kRowBlock);
-    for (int64_t a = a_begin; a < a_end; ++a)
-      for (int64_t g = 0; g < out.G; ++g) {
-        for (int64_t b = 0; b < P; ++b) out.wsum[g * out.ws0 + a * out.ws1 + b * out.ws2] = 0.0;
-        for (int64_t c = 0; c < map.B; ++c)
-          for (int64_t b = 0; b < P; ++b) out.sum[g * out.ss0 + c * out.ss1 + a * out.ss2 + b * out.ss3] = 0.0;
+  const int64_t chunks = (N + kStackChunk - 1) / kStackChunk;
+  for (int64_t g = 0; g < out.G; ++g)
+    for (int64_t a = 0; a < P; ++a)
+      for (int64_t b = 0; b < P; ++b) {
+        out.wsum[g * out.ws0 + a * out.ws1 + b * out.ws2] = 0.0;
+        for (int64_t c = 0; c < B; ++c) out.sum[g * out.ss0 + c * out.ss1 + a * out.ss2 + b * out.ss3] = 0.0;
       }
-    for (int64_t i_begin = 0; i_begin < N; i_begin += kObjectBlock) {
-      const int64_t i_end = std::min(N, i_begin + kObjectBlock);
-      for (int64_t a = a_begin; a < a_end; ++a)
-        for (int64_t i = i_begin; i < i_end; ++i)
-          if (stack_object_row<I>(map, out, objects[static_cast<size_t>(i)], a)) {
-#pragma omp atomic write
-            any_valid[static_cast<size_t>(i)] = 1;
+#pragma omp parallel
+  {
+    // Partials of the groups present in the current chunk, one slot per group.
+    std::vector<int64_t> slot_of(static_cast<size_t>(out.G), -1), slot_group;
+    std::vector<double> sum_buf, wsum_buf;
+#pragma omp for ordered schedule(dynamic, 1)
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const int64_t i_begin = chunk * kStackChunk, i_end = std::min(N, i_begin + kStackChunk);
+      slot_group.clear();
+      for (int64_t i = i_begin; i < i_end; ++i) {
+        const int64_t g = objects[static_cast<size_t>(i)].group;
+        if (slot_of[static_cast<size_t>(g)] < 0) {
+          slot_of[static_cast<size_t>(g)] = static_cast<int64_t>(slot_group.size());
+          slot_group.push_back(g);
+        }
+      }
+      const size_t slots = slot_group.size();
+      sum_buf.assign(slots * static_cast<size_t>(B * PP), 0.0);
+      wsum_buf.assign(slots * static_cast<size_t>(PP), 0.0);
+      for (int64_t i = i_begin; i < i_end; ++i) {
+        const StackObject<Frame>& o = objects[static_cast<size_t>(i)];
+        const size_t slot = static_cast<size_t>(slot_of[static_cast<size_t>(o.group)]);
+        if (stack_object<I>(map, out, o, sum_buf.data() + slot * static_cast<size_t>(B * PP),
+                            wsum_buf.data() + slot * static_cast<size_t>(PP)))
+          any_valid[static_cast<size_t>(i)] = 1;
+      }
+#pragma omp ordered
+      for (size_t slot = 0; slot < slots; ++slot) {
+        const int64_t g = slot_group[slot];
+        const double* ps = sum_buf.data() + slot * static_cast<size_t>(B * PP);
+        const double* pw = wsum_buf.data() + slot * static_cast<size_t>(PP);
+        for (int64_t a = 0; a < P; ++a)
+          for (int64_t b = 0; b < P; ++b) {
+            out.wsum[g * out.ws0 + a * out.ws1 + b * out.ws2] += pw[a * P + b];
+            for (int64_t c = 0; c < B; ++c)
+              out.sum[g * out.ss0 + c * out.ss1 + a * out.ss2 + b * out.ss3] += ps[c * PP + a * P + b];
           }
+        slot_of[static_cast<size_t>(g)] = -1;
+      }
     }
   }
 }
@@ -120,9 +147,9 @@ void stack_with_frames(const StackInputs& in, const StackOutputs& out, const Ten
   std::vector<unsigned char> any_valid(objects.size(), 0);
   dispatch_map_sampler(in, [&](const auto& map) {
     switch (in.interpolation) {
-      case Interpolation::Nearest: return stack_rows<Interpolation::Nearest>(map, out, objects, any_valid);
-      case Interpolation::Bilinear: return stack_rows<Interpolation::Bilinear>(map, out, objects, any_valid);
-      case Interpolation::Bicubic: return stack_rows<Interpolation::Bicubic>(map, out, objects, any_valid);
+      case Interpolation::Nearest: return stack_chunks<Interpolation::Nearest>(map, out, objects, any_valid);
+      case Interpolation::Bilinear: return stack_chunks<Interpolation::Bilinear>(map, out, objects, any_valid);
+      case Interpolation::Bicubic: return stack_chunks<Interpolation::Bicubic>(map, out, objects, any_valid);
     }
     fail("interpolation: unknown code ", int(in.interpolation));
   });

@@ -17,6 +17,11 @@ namespace fbk {
 // Codes must match feedbackkit/stacking/__init__.py::_INTERPOLATION.
 enum class Interpolation : int { Nearest = 0, Bilinear = 1, Bicubic = 2 };
 
+// Objects per chunk of the oriented stack: each output element is Σ over chunks, in chunk order,
+// of the chunk's objects summed in index order. CPU and CUDA use the same chunks, so their fp64
+// sums are the same bits.
+constexpr int64_t kStackChunk = 256;
+
 // Number of taps per axis of each interpolation.
 FBK_HD_INLINE constexpr int stencil_taps(Interpolation interp) {
   return interp == Interpolation::Nearest ? 1 : interp == Interpolation::Bilinear ? 2 : 4;
@@ -132,7 +137,8 @@ struct SphereFrame {
       eta = q[1] / q[2];
     } else {
       xi = atan2(q[1], q[0]);
-      eta = atan2(q[2], hypot(q[0], q[1]));
+      // |q| is about 1 (ZEA) or between 1 and √(1 + ρ²) (TAN): no overflow without hypot.
+      eta = atan2(q[2], sqrt(q[0] * q[0] + q[1] * q[1]));
     }
     x = map.cx + map.m00 * xi + map.m01 * eta;
     y = map.cy + map.m10 * xi + map.m11 * eta;
