@@ -1,4 +1,4 @@
-"""The ``feedbackkit`` command: info, plugins list/show/doctor, bench, experiment."""
+"""The ``feedbackkit`` command: info, plugins list/show/doctor, bench, stack, experiment."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich.table import Table
 from . import registry
 from .info import info
 from .plugin import KINDS
+from .stacking.cli import add_stack_parser
 
 
 def _print_json(payload: object) -> None:
@@ -258,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write results with device, versions and commit")
     p.add_argument("--plot", metavar="FILE.png", help="write a speed-up chart")
     p.set_defaults(handler=_cmd_bench)
+
+    add_stack_parser(sub)
 
     experiments = sub.add_parser(
         "experiment", help="the papers' experiments (needs feedbackkit[experiments])"
