@@ -44,23 +44,43 @@ stack agrees with the flat one.
 Profiles (:mod:`.profiles`): :func:`multipoles` (ring multipoles C_m(r), S_m(r) of a stack),
 :func:`radial_bins` and :func:`region_covariance` (jackknife-by-region errors);
 :func:`object_multipoles` reads each object's rings straight from the map.
+:func:`stack_multipoles` (:mod:`.estimate`) chains them: total stack, C_m(r), S_m(r) and
+jackknife-by-region errors from the per-group sums of one pass.
+
+Files (:mod:`.io`, :mod:`.catalog`, astropy as the optional extra ``feedbackkit[astro]``):
+:func:`read_map` reads a FITS map with a CAR or TAN WCS into (maps, :class:`MapGeometry`);
+:func:`read_catalog` reads ra, dec, angle, flip_x, flip_y, weight, region from CSV or a FITS
+table; :func:`stack_catalog` stacks a catalog on such a map in chunks (with a progress bar), and
+``feedbackkit stack MAP.fits CATALOG`` does it all from the command line.
 """
 
 from __future__ import annotations
 
 from .._errors import ArgumentError
+from .catalog import Catalog, read_catalog
+from .estimate import MultipoleEstimate, oriented_multipoles, stack_multipoles
 from .geometry import MapGeometry
+from .io import read_map
 from .object_profiles import object_multipoles
 from .oriented import OrientedStack, oriented_stack
 from .profiles import multipoles, radial_bins, region_covariance
+from .sky_stack import CatalogStack, stack_catalog
 
 __all__ = [
     "ArgumentError",
+    "Catalog",
+    "CatalogStack",
     "MapGeometry",
+    "MultipoleEstimate",
     "OrientedStack",
     "multipoles",
     "object_multipoles",
+    "oriented_multipoles",
     "oriented_stack",
     "radial_bins",
+    "read_catalog",
+    "read_map",
     "region_covariance",
+    "stack_catalog",
+    "stack_multipoles",
 ]
