@@ -105,6 +105,6 @@ PYBIND11_MODULE(_C, m) {
   });
   fbk::bind_reward(m);
   fbk::bind_compress(m);
-  fbk::bind_stacking(m);
+  fbk::bind_stacking(m, fbk::DeviceType::CPU);
   bind_testing(m);
 }

@@ -17,6 +17,7 @@
 #define FBK_WORKSPACE_PARAM , TV workspace
 #define FBK_WORKSPACE_ARG , workspace
 #include "bindings/compress_bindings.h"
+#include "bindings/stacking_bindings.h"
 
 namespace py = pybind11;
 
@@ -82,4 +83,14 @@ PYBIND11_MODULE(_cuda, m) {
   fbk::bind_reward(m);
   fbk::bind_compress(m);
   m.def("compress_workspace_bytes", &fbk::compress_workspace_bytes, py::arg("n"));
+  fbk::bind_stacking(m, fbk::DeviceType::CUDA);
+  m.def(
+      "oriented_stack_workspace_bytes",
+      [](int64_t n_objects, int64_t num_groups, int64_t num_maps, int64_t half_width, int projection) {
+        FBK_CHECK(projection >= 0 && projection <= 2, "projection: unknown code ", projection);
+        return fbk::oriented_stack_workspace_bytes(n_objects, num_groups, num_maps, half_width,
+                                                   static_cast<fbk::Projection>(projection));
+      },
+      py::arg("n_objects"), py::arg("num_groups"), py::arg("num_maps"), py::arg("half_width"), py::arg("projection"));
+  m.def("multipoles_workspace_bytes", &fbk::multipoles_workspace_bytes, py::arg("n_theta"), py::arg("m_max"));
 }

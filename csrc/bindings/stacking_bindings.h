@@ -1,6 +1,7 @@
-// Bindings of the `stacking` family. Uses the macros documented in reward_bindings.h
-// (FBK_KERNEL, FBK_STREAM_PARAM, FBK_STREAM_ARG, FBK_UNLOCK). Included by cpu_module.cpp only,
-// until the CUDA kernel exists.
+// Bindings of the `stacking` family, shared by both modules. Uses the macros documented in
+// reward_bindings.h (FBK_KERNEL, FBK_STREAM_PARAM, FBK_STREAM_ARG, FBK_UNLOCK) and
+// compress_bindings.h (FBK_WORKSPACE_PARAM, FBK_WORKSPACE_ARG); bind_stacking is told the device
+// of the module's kernels, which every view must be on (radii included).
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -88,7 +89,7 @@ inline void check_object_multipoles(const StackInputs& in, const TensorView& rad
                                     const TensorView& C, const TensorView& S, DeviceType device) {
   check_ndim(radii, "radii", 1);
   check_dtype(radii, "radii", {DType::Float64});
-  check_device(radii, "radii", DeviceType::CPU);  // read on the host
+  check_device(radii, "radii", device);
   FBK_CHECK(n_theta >= 1, "n_theta: expected >= 1, got ", n_theta);
   FBK_CHECK(m_max >= 0, "m_max: expected >= 0, got ", m_max);
   for (const auto* out : {&C, &S})
@@ -122,40 +123,40 @@ inline void check_multipoles(const TensorView& image, const TensorView& radii, i
   }
 }
 
-inline void bind_stacking(pybind11::module_& m) {
+inline void bind_stacking(pybind11::module_& m, DeviceType device) {
   using TV = const TensorView&;
   using OTV = const std::optional<TensorView>&;
   m.def(
       "oriented_stack",
-      [](TV maps, TV positions, TV angles, OTV flips, OTV weights, OTV groups, OTV mask, int64_t half_width,
-         double step, int interpolation, int projection, const std::optional<std::array<double, 9>>& geometry,
-         TV sum, TV weight_sum, TV count FBK_STREAM_PARAM) {
+      [device](TV maps, TV positions, TV angles, OTV flips, OTV weights, OTV groups, OTV mask, int64_t half_width,
+               double step, int interpolation, int projection, const std::optional<std::array<double, 9>>& geometry,
+               TV sum, TV weight_sum, TV count FBK_WORKSPACE_PARAM FBK_STREAM_PARAM) {
         const StackInputs in = stack_inputs(maps, positions, angles, flips, weights, groups, mask, half_width, step,
-                                            interpolation, projection, geometry, DeviceType::CPU);
-        check_stack_outputs(in, sum, weight_sum, count, DeviceType::CPU);
+                                            interpolation, projection, geometry, device);
+        check_stack_outputs(in, sum, weight_sum, count, device);
         FBK_UNLOCK;
-        FBK_KERNEL(oriented_stack)(in, sum, weight_sum, count FBK_STREAM_ARG);
+        FBK_KERNEL(oriented_stack)(in, sum, weight_sum, count FBK_WORKSPACE_ARG FBK_STREAM_ARG);
       },
       "Oriented stack of maps [B, ny, nx] around positions [N, 2]; writes sum [G, B, P, P], "
       "weight_sum [G, P, P] and count [G] (P = 2 * half_width + 1).");
   m.def(
       "object_multipoles",
-      [](TV maps, TV positions, TV angles, OTV flips, OTV mask, double step, int interpolation, int projection,
-         const std::optional<std::array<double, 9>>& geometry, TV radii, int64_t n_theta, int64_t m_max, TV C,
-         TV S FBK_STREAM_PARAM) {
+      [device](TV maps, TV positions, TV angles, OTV flips, OTV mask, double step, int interpolation, int projection,
+               const std::optional<std::array<double, 9>>& geometry, TV radii, int64_t n_theta, int64_t m_max, TV C,
+               TV S FBK_WORKSPACE_PARAM FBK_STREAM_PARAM) {
         const StackInputs in = stack_inputs(maps, positions, angles, flips, std::nullopt, std::nullopt, mask, 0, step,
-                                            interpolation, projection, geometry, DeviceType::CPU);
-        check_object_multipoles(in, radii, n_theta, m_max, C, S, DeviceType::CPU);
+                                            interpolation, projection, geometry, device);
+        check_object_multipoles(in, radii, n_theta, m_max, C, S, device);
         FBK_UNLOCK;
-        FBK_KERNEL(object_multipoles)(in, radii, n_theta, m_max, C, S FBK_STREAM_ARG);
+        FBK_KERNEL(object_multipoles)(in, radii, n_theta, m_max, C, S FBK_WORKSPACE_ARG FBK_STREAM_ARG);
       },
       "Ring multipoles of every object straight from the map; writes C, S [N, B, m_max + 1, R].");
   m.def(
       "multipoles",
-      [](TV image, TV radii, int64_t n_theta, int64_t m_max, TV C, TV S FBK_STREAM_PARAM) {
-        check_multipoles(image, radii, n_theta, m_max, C, S, DeviceType::CPU);
+      [device](TV image, TV radii, int64_t n_theta, int64_t m_max, TV C, TV S FBK_WORKSPACE_PARAM FBK_STREAM_PARAM) {
+        check_multipoles(image, radii, n_theta, m_max, C, S, device);
         FBK_UNLOCK;
-        FBK_KERNEL(multipoles)(image, radii, n_theta, m_max, C, S FBK_STREAM_ARG);
+        FBK_KERNEL(multipoles)(image, radii, n_theta, m_max, C, S FBK_WORKSPACE_ARG FBK_STREAM_ARG);
       },
       "Ring multipoles of images [M, P, P] at radii [R]; writes C, S [M, m_max + 1, R].");
 }

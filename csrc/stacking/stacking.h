@@ -280,4 +280,35 @@ void object_multipoles_cpu(const StackInputs& in, const TensorView& radii, int64
 void multipoles_cpu(const TensorView& image, const TensorView& radii, int64_t n_theta, int64_t m_max,
                     const TensorView& C, const TensorView& S);
 
+// The normalised harmonics of one ring from its sums sc = Σ f cos mθ, sn = Σ f sin mθ over
+// n_theta samples: C_m = (1 or 2)/n_θ · sc, S_m = 2/n_θ · sn, S_0 = 0 (NaN for a NaN ring).
+FBK_HD_INLINE void ring_harmonic(int64_t m, int64_t n_theta, double sc, double sn, double& c, double& s) {
+  const double norm = (m == 0 ? 1.0 : 2.0) / double(n_theta);
+  c = norm * sc;
+  s = m == 0 ? (sc != sc ? sc : 0.0) : norm * sn;
+}
+
+// CUDA variants: the same outputs from device views, launched on `stream` without a host sync.
+// `workspace` is a uint8 device buffer of at least the matching *_workspace_bytes. Per-object
+// values are not validated (that needs a host sync): an object with a non-finite position, angle
+// or weight, |dec| > π/2 on the sphere, a flip other than ±1, a negative weight or a group outside
+// [0, G) contributes nothing to oriented_stack and is not counted; its object_multipoles rings are
+// NaN. Radii are read on the device (not validated; an off-image ring sample is NaN).
+//
+// oriented_stack_cuda uses the CPU kernel's chunks of kStackChunk objects and its summation order,
+// so each output element adds the same partial sums in the same order; both are bitwise
+// deterministic. They agree to rounding: the device rounds per-sample products differently (FMA
+// contraction) and its cos, sin and atan2 may differ from the host's by an ulp.
+int64_t oriented_stack_workspace_bytes(int64_t n_objects, int64_t num_groups, int64_t num_maps, int64_t half_width,
+                                       Projection projection);
+void oriented_stack_cuda(const StackInputs& in, const TensorView& sum, const TensorView& weight_sum,
+                         const TensorView& count, const TensorView& workspace, uintptr_t stream);
+
+// Workspace of multipoles_cuda and object_multipoles_cuda: the cos / sin tables of the rings.
+int64_t multipoles_workspace_bytes(int64_t n_theta, int64_t m_max);
+void object_multipoles_cuda(const StackInputs& in, const TensorView& radii, int64_t n_theta, int64_t m_max,
+                            const TensorView& C, const TensorView& S, const TensorView& workspace, uintptr_t stream);
+void multipoles_cuda(const TensorView& image, const TensorView& radii, int64_t n_theta, int64_t m_max,
+                     const TensorView& C, const TensorView& S, const TensorView& workspace, uintptr_t stream);
+
 }  // namespace fbk

@@ -1,9 +1,11 @@
 """Public API of the `stacking` family: oriented stacking of sky maps (NumPy in, NumPy out).
 
 :func:`oriented_stack` cuts a (2n+1)×(2n+1) grid around every object, rotated by the object's
-angle and optionally flipped, and sums it per group in one fused gather (C++ / OpenMP), without
-per-object cutouts. This package never imports torch; CPU torch tensors are accepted (through
-``.numpy()``) when torch is already imported.
+angle and optionally flipped, and sums it per group in one fused gather (C++ / OpenMP, or CUDA),
+without per-object cutouts. This package never imports torch itself. Torch tensors are accepted
+when torch is already imported and give torch results on their device: CPU tensors run the CPU
+kernels, CUDA tensors the CUDA kernels on the device's current stream (every array input must
+then be a tensor on that device; see ``check`` for the validation of per-object values).
 
 Conventions (NumPy order): a map is indexed ``[row, col] = [y, x]``; ``positions[N, 2]`` are
 ``(y, x)`` in fractional pixels with pixel centres at integers. Output pixel ``[a, b]``
@@ -29,8 +31,9 @@ valid for ``0 ≤ x ≤ nx − 1``, bicubic ones for ``1 ≤ x ≤ nx − 2`` (p
 nearest ones for ``−0.5 ≤ x < nx − 0.5`` (likewise in y). Mask NaNs in the map: a NaN in a
 pixel with nonzero weight propagates into ``sum``.
 
-Accumulation is in float64 with a fixed order (each output pixel adds the objects in index
-order), so results are bitwise identical for every OpenMP thread count.
+Accumulation is in float64 with a fixed order (objects in chunks of 256 by index; each output
+pixel adds a chunk's objects in index order, then the chunks in order), so results are bitwise
+identical for every OpenMP thread count, and on CUDA for every run; CPU and CUDA agree to rounding.
 
 Spherical sampling (``projection="tan"`` or ``"zea"``, with a :class:`MapGeometry` of a CAR or
 TAN map): ``positions`` are ``(dec, ra)`` in radians and ``step`` is in radians. Each object's

@@ -1,6 +1,9 @@
 """Argument checks shared by :func:`oriented_stack` and :func:`object_multipoles`: every array is
 validated and converted to what the native kernels read (float64 positions, angles, flips and
-weights, int64 groups, a native-order map and mask) before any kernel runs."""
+weights, int64 groups, a float32/float64 map and a bool/uint8/int32/int64 mask) before any kernel
+runs. The arrays stay on their backend (:mod:`._views`): NumPy, or torch tensors on one device.
+Shapes and dtypes are always checked; per-object values (finite, ±1, >= 0, in range) when the
+backend's ``check_values`` says so."""
 
 from __future__ import annotations
 
@@ -9,18 +12,24 @@ import numbers
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 from .._errors import ArgumentError
-from ._views import as_numpy, native
+from ._views import Array, Arrays, arrays_for, dtype_kind
 from .geometry import MapGeometry
 
-__all__ = ["Interpolation", "Projection", "SamplingArgs", "sampling_args", "stack_weights_groups"]
+__all__ = [
+    "INTERPOLATION_CODES",
+    "PROJECTION_CODES",
+    "Interpolation",
+    "Projection",
+    "SamplingArgs",
+    "sampling_args",
+    "stack_weights_groups",
+]
 
 # Codes must match csrc/stacking/stacking.h::Interpolation and ::Projection.
 INTERPOLATION_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 PROJECTION_CODES = {"flat": 0, "tan": 1, "zea": 2}
-_MASK_DTYPES = (np.dtype(np.bool_), np.dtype(np.uint8), np.dtype(np.int32), np.dtype(np.int64))
+_MASK_DTYPES = ("bool", "uint8", "int32", "int64")
 
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 Projection = Literal["flat", "tan", "zea"]
@@ -30,87 +39,99 @@ Projection = Literal["flat", "tan", "zea"]
 class SamplingArgs:
     """Validated inputs that say where and how every object samples the map."""
 
-    maps: np.ndarray  #: [B, ny, nx] float32/float64, native byte order
-    positions: np.ndarray  #: [N, 2] float64
-    angles: np.ndarray  #: [N] float64
-    flips: np.ndarray | None  #: [N, 2] float64 of ±1, or None (no flips)
-    mask: np.ndarray | None  #: [ny, nx] bool/uint8/int32/int64, or None
+    xp: Arrays  #: the backend of the call's arrays
+    maps: Array  #: [B, ny, nx] float32/float64
+    positions: Array  #: [N, 2] float64
+    angles: Array  #: [N] float64
+    flips: Array | None  #: [N, 2] float64 of ±1, or None (no flips)
+    mask: Array | None  #: [ny, nx] bool/uint8/int32/int64, or None
     step: float
-    interpolation: int
-    projection: int
+    interpolation: str  #: a key of INTERPOLATION_CODES
+    projection: str  #: a key of PROJECTION_CODES
     geometry: tuple[float, ...] | None  #: MapGeometry.native() for tan/zea
 
 
-def _real(op: str, name: str, value: object, *, ndim: int, shape: str) -> np.ndarray:
-    a = as_numpy(op, name, value)
-    if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
-        raise ArgumentError(f"{op}: '{name}' must be a real numeric array; got dtype {a.dtype}")
+def _all_finite(a: Array) -> bool:
+    return bool((abs(a) < math.inf).all())  # NaN compares false
+
+
+def _real(op: str, xp: Arrays, name: str, value: object, *, ndim: int, shape: str) -> Array:
+    a = xp.asarray(op, name, value)
+    dtype = xp.dtype_name(a)
+    if dtype_kind(dtype) not in "iuf":
+        raise ArgumentError(f"{op}: '{name}' must be a real numeric array; got dtype {dtype}")
     if a.ndim != ndim:
         raise ArgumentError(f"{op}: '{name}' must be {ndim}-D {shape}; got shape {list(a.shape)}")
-    return np.ascontiguousarray(a, dtype=np.float64)
+    return xp.cast(a, "float64")
 
 
-def _per_object(op: str, name: str, value: object, n: int) -> np.ndarray:
-    a = _real(op, name, value, ndim=1, shape=f"[N] (N = {n})")
+def _per_object(op: str, xp: Arrays, name: str, value: object, n: int) -> Array:
+    a = _real(op, xp, name, value, ndim=1, shape=f"[N] (N = {n})")
     if a.shape[0] != n:
         raise ArgumentError(f"{op}: '{name}' must have length N = {n} (one per position); got {a.shape[0]}")
-    if not np.isfinite(a).all():
+    if xp.check_values and not _all_finite(a):
         raise ArgumentError(f"{op}: '{name}' must be finite; found NaN or inf")
     return a
 
 
-def _flip(op: str, name: str, value: object, n: int) -> np.ndarray:
+def _flip(op: str, xp: Arrays, name: str, value: object, n: int) -> Array:
     if value is None:
-        return np.ones(n)
-    a = as_numpy(op, name, value)
-    if a.ndim == 0:
-        a = np.full(n, a)
-    a = _per_object(op, name, a, n)
-    if not np.isin(a, (-1.0, 1.0)).all():
+        return xp.full(n, 1.0)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        a = xp.full(n, float(value))
+    else:
+        a = xp.asarray(op, name, value)
+        if a.ndim == 0 and dtype_kind(xp.dtype_name(a)) in "iuf":
+            a = xp.full(n, float(a))
+    a = _per_object(op, xp, name, a, n)
+    if xp.check_values and not bool(((a == 1.0) | (a == -1.0)).all()):
         raise ArgumentError(f"{op}: '{name}' must be +1 or -1 for every object")
     return a
 
 
-def _maps(op: str, value: object) -> np.ndarray:
-    a = as_numpy(op, "maps", value)
-    if a.dtype.kind != "f":
-        raise ArgumentError(f"{op}: 'maps' must be float32 or float64; got dtype {a.dtype}")
+def _maps(op: str, xp: Arrays, value: object) -> Array:
+    a = xp.asarray(op, "maps", value)
+    dtype = xp.dtype_name(a)
+    if dtype_kind(dtype) != "f":
+        raise ArgumentError(f"{op}: 'maps' must be float32 or float64; got dtype {dtype}")
     if a.ndim not in (2, 3):
         raise ArgumentError(
             f"{op}: 'maps' must be 2-D [ny, nx] or 3-D [B, ny, nx]; got shape {list(a.shape)}"
         )
-    if a.size == 0:
+    if 0 in a.shape:
         raise ArgumentError(f"{op}: 'maps' must not be empty; got shape {list(a.shape)}")
-    if a.dtype not in (np.float32, np.float64):
-        a = a.astype(np.float32 if a.dtype.itemsize < 4 else np.float64)
-    return native(a if a.ndim == 3 else a[None])
+    if dtype not in ("float32", "float64"):
+        dtype = "float32" if a.dtype.itemsize < 4 else "float64"
+    a = xp.cast(a, dtype)
+    return a if a.ndim == 3 else a[None]
 
 
-def _mask(op: str, value: object, ny: int, nx: int) -> np.ndarray | None:
+def _mask(op: str, xp: Arrays, value: object, ny: int, nx: int) -> Array | None:
     if value is None:
         return None
-    a = as_numpy(op, "mask", value)
-    if a.shape != (ny, nx):
+    a = xp.asarray(op, "mask", value)
+    if tuple(a.shape) != (ny, nx):
         raise ArgumentError(f"{op}: 'mask' must have the map's shape [{ny}, {nx}]; got {list(a.shape)}")
-    if a.dtype.kind not in "biuf":
-        raise ArgumentError(f"{op}: 'mask' must be boolean or numeric (nonzero = valid); got dtype {a.dtype}")
-    a = native(a)
-    if a.dtype not in _MASK_DTYPES:
-        a = a != 0
-    return a
+    dtype = xp.dtype_name(a)
+    if dtype_kind(dtype) not in "biuf":
+        raise ArgumentError(f"{op}: 'mask' must be boolean or numeric (nonzero = valid); got dtype {dtype}")
+    return xp.cast(a, dtype) if dtype in _MASK_DTYPES else a != 0
 
 
-def _positions(op: str, value: object, projection: str) -> np.ndarray:
-    pos = _real(op, "positions", value, ndim=2, shape="[N, 2]")
+def _positions(op: str, xp: Arrays, value: object, projection: str) -> Array:
+    pos = _real(op, xp, "positions", value, ndim=2, shape="[N, 2]")
     order = "(y, x) pixels" if projection == "flat" else "(dec, ra) radians"
     if pos.shape[1] != 2:
         raise ArgumentError(f"{op}: 'positions' must have shape [N, 2] of {order}; got {list(pos.shape)}")
-    if not np.isfinite(pos).all():
+    if not xp.check_values or pos.shape[0] == 0:
+        return pos
+    if not _all_finite(pos):
         raise ArgumentError(f"{op}: 'positions' must be finite; found NaN or inf")
-    if projection != "flat" and pos.shape[0] and float(np.abs(pos[:, 0]).max()) > math.pi / 2:
+    top = float(abs(pos[:, 0]).max())
+    if projection != "flat" and top > math.pi / 2:
         raise ArgumentError(
             f"{op}: 'positions' are (dec, ra) in radians with projection={projection!r}; "
-            f"got |dec| = {float(np.abs(pos[:, 0]).max())} > pi/2"
+            f"got |dec| = {top} > pi/2"
         )
     return pos
 
@@ -155,8 +176,13 @@ def sampling_args(
     projection: object,
     interpolation: object,
     geometry: object,
+    check: bool,
+    more_arrays: dict[str, object] | None = None,
 ) -> SamplingArgs:
-    """Checks and converts the inputs common to the stacking kernels; raises ArgumentError."""
+    """Checks and converts the inputs common to the stacking kernels on the backend of the call's
+    arrays (these and `more_arrays`, see :func:`~._views.arrays_for`); raises ArgumentError."""
+    arrays = {"maps": maps, "positions": positions, "angles": angles, "flip_x": flip_x, "flip_y": flip_y}
+    xp = arrays_for(op, check, {**arrays, "mask": mask, **(more_arrays or {})})
     if projection not in PROJECTION_CODES:
         raise ArgumentError(f"{op}: 'projection' must be one of {list(PROJECTION_CODES)}; got {projection!r}")
     if interpolation not in INTERPOLATION_CODES:
@@ -165,35 +191,27 @@ def sampling_args(
         )
     step_value = _positive_real(op, "step", step)
     geo = _geometry(op, str(projection), geometry)
-    m = _maps(op, maps)
-    pos = _positions(op, positions, str(projection))
+    m = _maps(op, xp, maps)
+    pos = _positions(op, xp, positions, str(projection))
     n_obj = pos.shape[0]
-    ang = _per_object(op, "angles", angles, n_obj)
-    fx = _flip(op, "flip_x", flip_x, n_obj)
-    fy = _flip(op, "flip_y", flip_y, n_obj)
-    flips = None if flip_x is None and flip_y is None else np.ascontiguousarray(np.stack([fx, fy], axis=1))
-    msk = _mask(op, mask, m.shape[1], m.shape[2])
-    return SamplingArgs(
-        m,
-        pos,
-        ang,
-        flips,
-        msk,
-        step_value,
-        INTERPOLATION_CODES[str(interpolation)],
-        PROJECTION_CODES[str(projection)],
-        geo,
-    )
+    ang = _per_object(op, xp, "angles", angles, n_obj)
+    flips = None
+    if flip_x is not None or flip_y is not None:
+        fx, fy = _flip(op, xp, "flip_x", flip_x, n_obj), _flip(op, xp, "flip_y", flip_y, n_obj)
+        flips = xp.stack_columns(fx, fy)
+    msk = _mask(op, xp, mask, m.shape[1], m.shape[2])
+    return SamplingArgs(xp, m, pos, ang, flips, msk, step_value, str(interpolation), str(projection), geo)
 
 
 def stack_weights_groups(
-    op: str, weights: object, groups: object, num_groups: object, n: int
-) -> tuple[np.ndarray | None, np.ndarray | None, int]:
-    """Validated weights [N] float64 (or None), groups [N] int64 (or None) and the group count G."""
+    op: str, xp: Arrays, weights: object, groups: object, num_groups: object, n: int
+) -> tuple[Array | None, Array | None, int]:
+    """Validated weights [N] float64 (or None), groups [N] int64 (or None) and the group count G.
+    Without `num_groups`, G = max(groups) + 1 is read from the groups (a host sync on CUDA)."""
     w = None
     if weights is not None:
-        w = _per_object(op, "weights", weights, n)
-        if (w < 0).any():
+        w = _per_object(op, xp, "weights", weights, n)
+        if xp.check_values and bool((w < 0).any()):
             raise ArgumentError(f"{op}: 'weights' must be >= 0; got {float(w.min())}")
     if num_groups is not None and (
         isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) or num_groups < 1
@@ -201,15 +219,18 @@ def stack_weights_groups(
         raise ArgumentError(f"{op}: 'num_groups' must be an integer >= 1; got {num_groups!r}")
     if groups is None:
         return w, None, int(num_groups) if num_groups is not None else 1
-    a = as_numpy(op, "groups", groups)
-    if a.dtype.kind not in "iu":
-        raise ArgumentError(f"{op}: 'groups' must be an integer array of region ids; got dtype {a.dtype}")
+    a = xp.asarray(op, "groups", groups)
+    dtype = xp.dtype_name(a)
+    if dtype_kind(dtype) not in "iu":
+        raise ArgumentError(f"{op}: 'groups' must be an integer array of region ids; got dtype {dtype}")
     if a.ndim != 1 or a.shape[0] != n:
         raise ArgumentError(f"{op}: 'groups' must be 1-D of length N = {n}; got shape {list(a.shape)}")
-    if n and a.min() < 0:
-        raise ArgumentError(f"{op}: 'groups' must be >= 0; got {int(a.min())}")
-    top = int(a.max()) + 1 if n else 1
-    g = int(num_groups) if num_groups is not None else top
-    if top > g:
-        raise ArgumentError(f"{op}: 'groups' must be < num_groups = {g}; got {top - 1}")
-    return w, np.ascontiguousarray(a, dtype=np.int64), g
+    g = int(num_groups) if num_groups is not None else 1
+    if n and (xp.check_values or num_groups is None):
+        low, top = int(a.min()), int(a.max()) + 1
+        if low < 0:
+            raise ArgumentError(f"{op}: 'groups' must be >= 0; got {low}")
+        g = g if num_groups is not None else top
+        if top > g:
+            raise ArgumentError(f"{op}: 'groups' must be < num_groups = {g}; got {top - 1}")
+    return w, xp.cast(a, "int64"), g

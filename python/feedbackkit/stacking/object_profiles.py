@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _native
 from .._errors import ArgumentError
-from ._arguments import Interpolation, Projection, sampling_args
-from ._views import optional_view, view
+from ._arguments import INTERPOLATION_CODES, PROJECTION_CODES, Interpolation, Projection, sampling_args
+from ._views import Array, Arrays
 from .profiles import int_at_least, ring_radii, ring_samples
 
-__all__ = ["object_multipoles"]
+__all__ = ["object_multipoles", "object_ring_sums"]
 
 _OP = "object_multipoles"
 
@@ -39,7 +38,8 @@ def object_multipoles(
     projection: Projection = "flat",
     geometry: object = None,
     interpolation: Interpolation = "bilinear",
-) -> tuple[np.ndarray, np.ndarray]:
+    check: bool = False,
+) -> tuple[Array, Array]:
     """Per-object ring multipoles C_m(r), S_m(r) straight from the map.
 
     Args:
@@ -48,6 +48,11 @@ def object_multipoles(
         radii: [n_r] ring radii in stack pixels (units of `step`), finite and >= 0.
         m_max: highest multipole order (>= 0).
         n_theta: samples per ring (default 20·n_r, at least 2·m_max + 1).
+        check: CUDA tensors only: validate the per-object values first (host syncs); without it
+            an invalid object's rings are NaN. Host inputs are always validated.
+
+    Array inputs and results follow :func:`~feedbackkit.stacking.oriented_stack` (NumPy, or torch
+    tensors on the inputs' device); `radii` are host values (a CUDA tensor is copied back).
 
     Returns:
         (C, S), float64 [N, B, m_max + 1, n_r] each. A ring with any masked or off-map sample
@@ -68,30 +73,50 @@ def object_multipoles(
         projection=projection,
         interpolation=interpolation,
         geometry=geometry,
+        check=check,
     )
     r = ring_radii(_OP, radii, default=np.zeros(0), top=None)
-    nt = ring_samples(_OP, n_theta, r.shape[0], m_max)
-    shape = (args.positions.shape[0], args.maps.shape[0], m_max + 1, r.shape[0])
-    c = np.zeros(shape, dtype=np.float64)
-    s = np.zeros(shape, dtype=np.float64)
-    if shape[0] == 0:
-        return c, s
-    keep = (args, r)  # alive until the native call returns
-    _native.cpu().object_multipoles(
-        view(args.maps),
-        view(args.positions),
-        view(args.angles),
-        optional_view(args.flips),
-        optional_view(args.mask),
+    return args.xp.run(
+        _OP,
+        object_ring_sums,
+        args.maps,
+        args.positions,
+        args.angles,
+        args.flips,
+        args.mask,
+        args.xp.upload(r),
+        m_max,
+        ring_samples(_OP, n_theta, r.shape[0], m_max),
         args.step,
         args.interpolation,
         args.projection,
         args.geometry,
-        view(r),
-        nt,
-        m_max,
-        view(c),
-        view(s),
     )
-    del keep
+
+
+def object_ring_sums(
+    xp: Arrays,
+    maps: Array,
+    positions: Array,
+    angles: Array,
+    flips: Array | None,
+    mask: Array | None,
+    radii: Array,
+    m_max: int,
+    n_theta: int,
+    step: float,
+    interpolation: str,
+    projection: str,
+    geometry: tuple[float, ...] | None,
+) -> tuple[Array, Array]:
+    """Allocates (C, S) and runs the native kernel on validated, converted inputs; the NumPy path
+    and the torch op share it."""
+    shape = (positions.shape[0], maps.shape[0], m_max + 1, radii.shape[0])
+    c, s = xp.empty(shape, "float64"), xp.empty(shape, "float64")
+    interp, code = INTERPOLATION_CODES[interpolation], PROJECTION_CODES[projection]
+    xp.launch(
+        "object_multipoles",
+        [maps, positions, angles, flips, mask, step, interp, code, geometry, radii, n_theta, m_max, c, s],
+        workspace=("multipoles_workspace_bytes", n_theta, m_max),
+    )
     return c, s

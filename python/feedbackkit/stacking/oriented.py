@@ -3,35 +3,45 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _native
 from .._errors import ArgumentError
-from ._arguments import Interpolation, Projection, sampling_args, stack_weights_groups
-from ._views import optional_view, view
+from ._arguments import (
+    INTERPOLATION_CODES,
+    PROJECTION_CODES,
+    Interpolation,
+    Projection,
+    sampling_args,
+    stack_weights_groups,
+)
+from ._views import Array, Arrays
 
-__all__ = ["OrientedStack", "oriented_stack"]
+__all__ = ["OrientedStack", "oriented_stack", "stack_sums"]
 
 _OP = "oriented_stack"
 
 
 @dataclass(frozen=True)
 class OrientedStack:
-    """Per-group accumulators of an oriented stack (G groups, B maps, P = 2n + 1).
+    """Per-group accumulators of an oriented stack (G groups, B maps, P = 2n + 1): NumPy arrays,
+    or torch tensors on the inputs' device when torch tensors were passed.
 
     A dataclass rather than a NamedTuple: a tuple field named ``count`` would shadow
     ``tuple.count``."""
 
-    sum: np.ndarray  #: float64 [G, B, P, P]: Σ w·m·f
-    weight_sum: np.ndarray  #: float64 [G, P, P]: Σ w·m
-    count: np.ndarray  #: int64 [G]: objects with at least one valid sample (any weight, 0 included)
+    sum: Array  #: float64 [G, B, P, P]: Σ w·m·f
+    weight_sum: Array  #: float64 [G, P, P]: Σ w·m
+    count: Array  #: int64 [G]: objects with at least one valid sample (any weight, 0 included)
 
-    def stack(self) -> np.ndarray:
+    def stack(self) -> Array:
         """``sum / weight_sum`` per group, float64 [G, B, P, P]; NaN where the weight sum is 0."""
         den = self.weight_sum[:, None, :, :]
+        if not isinstance(self.sum, np.ndarray):  # a torch tensor: no errstate, no np.where
+            return (self.sum / den).masked_fill(~(den > 0), math.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = self.sum / den
         return np.where(den > 0, out, np.nan)
@@ -43,6 +53,41 @@ class OrientedStack:
             self.weight_sum.sum(axis=0, keepdims=True),
             self.count.sum(axis=0, keepdims=True),
         )
+
+
+def stack_sums(
+    xp: Arrays,
+    maps: Array,
+    positions: Array,
+    angles: Array,
+    flips: Array | None,
+    weights: Array | None,
+    groups: Array | None,
+    mask: Array | None,
+    num_groups: int,
+    half_width: int,
+    step: float,
+    interpolation: str,
+    projection: str,
+    geometry: tuple[float, ...] | None,
+) -> tuple[Array, Array, Array]:
+    """Allocates (sum, weight_sum, count) and runs the native kernel on validated, converted inputs
+    (see :class:`~._arguments.SamplingArgs`); the NumPy path and the torch op share it."""
+    p = 2 * half_width + 1
+    outputs = (
+        xp.empty((num_groups, maps.shape[0], p, p), "float64"),
+        xp.empty((num_groups, p, p), "float64"),
+        xp.empty((num_groups,), "int64"),
+    )
+    interp, code = INTERPOLATION_CODES[interpolation], PROJECTION_CODES[projection]
+    inputs = (maps, positions, angles, flips, weights, groups, mask)
+    sizes = (positions.shape[0], num_groups, maps.shape[0], half_width, code)
+    xp.launch(
+        "oriented_stack",
+        [*inputs, half_width, step, interp, code, geometry, *outputs],
+        workspace=("oriented_stack_workspace_bytes", *sizes),
+    )
+    return outputs
 
 
 def oriented_stack(
@@ -61,6 +106,7 @@ def oriented_stack(
     projection: Projection = "flat",
     geometry: object = None,
     interpolation: Interpolation = "bilinear",
+    check: bool = False,
 ) -> OrientedStack:
     """Oriented stack of `maps` around `positions`, per group.
 
@@ -82,6 +128,16 @@ def oriented_stack(
         geometry: the map's :class:`~feedbackkit.stacking.MapGeometry` (CAR or TAN); required by
             "tan" and "zea", refused by "flat".
         interpolation: "nearest", "bilinear" (default) or "bicubic" (Keys, a = −0.5).
+        check: CUDA tensors only: validate the per-object values first (finite positions, angles
+            and weights, |dec| ≤ π/2, flips ±1, weights ≥ 0, groups in range), which costs host
+            syncs. Without it an invalid object contributes nothing and is not counted. Host
+            inputs are always validated.
+
+    Array inputs are NumPy arrays (or array-likes), or torch tensors: torch CPU tensors run the
+    CPU kernel, CUDA tensors the CUDA kernel on the device's current stream (every array input
+    must then be a tensor on that device). Results are NumPy arrays, or torch tensors on the
+    inputs' device when any input was a torch tensor. On CUDA, leaving `num_groups` out with
+    `groups` costs a host sync (G = max(groups) + 1 is read back).
 
     Returns:
         :class:`OrientedStack` with ``sum`` [G, B, P, P], ``weight_sum`` [G, P, P] and ``count`` [G]
@@ -102,30 +158,26 @@ def oriented_stack(
         projection=projection,
         interpolation=interpolation,
         geometry=geometry,
+        check=check,
+        more_arrays={"weights": weights, "groups": groups},
     )
-    w, grp, g = stack_weights_groups(_OP, weights, groups, num_groups, args.positions.shape[0])
-
-    p = 2 * int(half_width) + 1
-    out_sum = np.zeros((g, args.maps.shape[0], p, p), dtype=np.float64)
-    out_wsum = np.zeros((g, p, p), dtype=np.float64)
-    out_count = np.zeros(g, dtype=np.int64)
-    keep = (args, w, grp)  # alive until the native call returns
-    _native.cpu().oriented_stack(
-        view(args.maps),
-        view(args.positions),
-        view(args.angles),
-        optional_view(args.flips),
-        optional_view(w),
-        optional_view(grp),
-        optional_view(args.mask),
+    xp = args.xp
+    w, grp, g = stack_weights_groups(_OP, xp, weights, groups, num_groups, args.positions.shape[0])
+    sums = xp.run(
+        _OP,
+        stack_sums,
+        args.maps,
+        args.positions,
+        args.angles,
+        args.flips,
+        w,
+        grp,
+        args.mask,
+        g,
         int(half_width),
         args.step,
         args.interpolation,
         args.projection,
         args.geometry,
-        view(out_sum),
-        view(out_wsum),
-        view(out_count),
     )
-    del keep
-    return OrientedStack(out_sum, out_wsum, out_count)
+    return OrientedStack(*sums)

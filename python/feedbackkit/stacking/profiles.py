@@ -1,7 +1,8 @@
 """Profiles of stacked images: ring multipoles, radial binning and region (jackknife) covariance.
 
-NumPy in, NumPy out; this module never imports torch (CPU torch tensors are accepted through
-``.numpy()`` when torch is already imported).
+NumPy in, NumPy out; this module never imports torch. :func:`multipoles` also takes torch
+tensors (CPU or CUDA) and answers torch tensors on their device; the other helpers accept torch
+CPU tensors (through ``.numpy()``) when torch is already imported.
 
 Multipole conventions (as :func:`~feedbackkit.stacking.oriented_stack`): an image is indexed
 ``[row, col] = [y, x]``, of shape P × P with P = 2n + 1 and its centre at pixel ``(n, n)``. The
@@ -25,11 +26,18 @@ import numbers
 
 import numpy as np
 
-from .. import _native
 from .._errors import ArgumentError
-from ._views import as_numpy, native, view
+from ._views import Array, Arrays, arrays_for, as_numpy, dtype_kind
 
-__all__ = ["int_at_least", "multipoles", "radial_bins", "region_covariance", "ring_radii", "ring_samples"]
+__all__ = [
+    "image_ring_sums",
+    "int_at_least",
+    "multipoles",
+    "radial_bins",
+    "region_covariance",
+    "ring_radii",
+    "ring_samples",
+]
 
 
 def int_at_least(op: str, name: str, value: object, lo: int) -> int:
@@ -38,18 +46,19 @@ def int_at_least(op: str, name: str, value: object, lo: int) -> int:
     return int(value)
 
 
-def _real_array(op: str, name: str, value: object) -> np.ndarray:
-    a = as_numpy(op, name, value)
+def _real_array(op: str, name: str, value: object, *, from_device: bool = False) -> np.ndarray:
+    a = as_numpy(op, name, value, from_device=from_device)
     if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
         raise ArgumentError(f"{op}: '{name}' must be a real numeric array; got dtype {a.dtype}")
     return a
 
 
 def ring_radii(op: str, radii: object, *, default: np.ndarray, top: float | None) -> np.ndarray:
-    """`radii` as a non-empty float64 [n_r] array, finite, >= 0 and <= `top` (when given)."""
+    """`radii` as a non-empty float64 [n_r] host array, finite, >= 0 and <= `top` (when given).
+    Radii are parameters, validated on the host: a tensor on a device is copied back."""
     if radii is None:
         return default
-    r = _real_array(op, "radii", radii)
+    r = _real_array(op, "radii", radii, from_device=True)
     if r.ndim != 1 or r.shape[0] == 0:
         raise ArgumentError(f"{op}: 'radii' must be a non-empty 1-D array; got shape {list(r.shape)}")
     r = np.ascontiguousarray(r, dtype=np.float64)
@@ -69,7 +78,7 @@ def ring_samples(op: str, n_theta: object, n_r: int, m_max: int) -> int:
 
 def multipoles(
     image: object, *, m_max: int = 4, radii: object = None, n_theta: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Array, Array]:
     """Cosine and sine multipoles C_m(r), S_m(r) of square images about their centre pixel.
 
     Args:
@@ -77,9 +86,11 @@ def multipoles(
             float32, other real dtypes are read as float64). NaN pixels (e.g. from
             ``OrientedStack.stack()`` where the weight sum is 0) make every C_m, S_m of a ring NaN
             when any of its samples uses such a pixel with a nonzero bilinear weight (S_0 too).
+            A torch tensor (CPU or CUDA) gives torch results on its device.
         m_max: highest multipole order (>= 0); outputs hold m = 0 … m_max.
         radii: [n_r] ring radii in pixels, finite and in [0, n] (fractional allowed). Default:
-            every pixel radius 0, 1, …, n (n_r = n + 1).
+            every pixel radius 0, 1, …, n (n_r = n + 1). Host values (a device tensor is copied
+            back to be validated).
         n_theta: samples per ring, at θ_j = 2πj / n_theta. Default 20·n_r, raised to
             2·m_max + 1 if that is larger. An explicit value must be >= 2·m_max + 1 (so m_max
             is below the ring's Nyquist order).
@@ -90,7 +101,11 @@ def multipoles(
     """
     op = "multipoles"
     m_max = int_at_least(op, "m_max", m_max, 0)
-    img = _real_array(op, "image", image)
+    xp = arrays_for(op, False, {"image": image})
+    img = xp.asarray(op, "image", image)
+    dtype = xp.dtype_name(img)
+    if dtype_kind(dtype) not in "iuf":
+        raise ArgumentError(f"{op}: 'image' must be a real numeric array; got dtype {dtype}")
     if img.ndim < 2 or img.shape[-1] != img.shape[-2] or img.shape[-1] % 2 != 1:
         raise ArgumentError(
             f"{op}: 'image' must have shape [..., P, P] with P = 2n + 1 odd; got {list(img.shape)}"
@@ -99,20 +114,20 @@ def multipoles(
     n = (p - 1) // 2
     r = ring_radii(op, radii, default=np.arange(n + 1, dtype=np.float64), top=n)
     nt = ring_samples(op, n_theta, r.shape[0], m_max)
-    n_r = r.shape[0]
-
-    batch = img.shape[:-2]
-    if img.dtype != np.float32:
-        img = img.astype(np.float64, copy=False)
-    flat = native(np.ascontiguousarray(img.reshape((-1, p, p))))
-    c = np.zeros((flat.shape[0], m_max + 1, n_r), dtype=np.float64)
-    s = np.zeros_like(c)
-    if flat.shape[0] > 0:
-        keep = (flat, r)  # alive until the native call returns
-        _native.cpu().multipoles(view(flat), view(r), nt, m_max, view(c), view(s))
-        del keep
-    shape = (*batch, m_max + 1, n_r)
+    flat = xp.cast(img.reshape((-1, p, p)), "float32" if dtype == "float32" else "float64")
+    c, s = xp.run(op, image_ring_sums, flat, xp.upload(r), m_max, nt)
+    shape = (*img.shape[:-2], m_max + 1, r.shape[0])
     return c.reshape(shape), s.reshape(shape)
+
+
+def image_ring_sums(xp: Arrays, image: Array, radii: Array, m_max: int, n_theta: int) -> tuple[Array, Array]:
+    """Allocates (C, S) [M, m_max + 1, n_r] and runs the native kernel on images [M, P, P]; the
+    NumPy path and the torch op share it."""
+    shape = (image.shape[0], m_max + 1, radii.shape[0])
+    c, s = xp.empty(shape, "float64"), xp.empty(shape, "float64")
+    workspace = ("multipoles_workspace_bytes", n_theta, m_max)
+    xp.launch("multipoles", [image, radii, n_theta, m_max, c, s], workspace)
+    return c, s
 
 
 def region_covariance(profiles: object, counts: object) -> tuple[np.ndarray, np.ndarray]:
