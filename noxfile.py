@@ -53,7 +53,8 @@ def wheel(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Full CPU benchmark run; results land in benchmarks/results/."""
-    session.install(*CONSTRAINTS, ".[bench]")
+    # pixell (with scipy): the stacking family's peer baselines (thumbnails, map_coordinates).
+    session.install(*CONSTRAINTS, ".[bench]", "pixell")
     stem = RESULTS / f"cpu-{_cpu_slug()}"
     session.run(
         "feedbackkit",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -121,3 +122,30 @@ def test_json_has_provenance(tmp_path):
     payload = json.loads((tmp_path / "r.json").read_text())
     assert set(payload["environment"]) >= {"device", "device_name", "commit", "torch", "feedbackkit", "date"}
     assert payload["results"][0]["impl"] == "torch"
+
+
+def test_per_item_workloads_compare_time_per_item():
+    """A baseline run on a subset of the items (2 of 20) is compared per item, not per call."""
+    x = torch.randn(1 << 12)
+
+    def sums(count):
+        return lambda: [x.sum() for _ in range(count)]
+
+    workload = Workload(
+        impls={"all": sums(20), "subset": sums(2)},
+        baseline="subset",
+        items={"all": 20, "subset": 2},
+        samples_per_item=x.numel(),
+    )
+    results = {r.impl: r for r in run([_case(lambda device: workload)], repeats=3)}
+    every, subset = results["all"], results["subset"]
+    assert (every.items, subset.items) == (20, 2)
+    assert every.us_per_item == pytest.approx(every.median_ms * 1e3 / 20)
+    assert every.samples_per_s == pytest.approx(x.numel() / (every.us_per_item * 1e-6))
+    assert every.speedup == pytest.approx(subset.us_per_item / every.us_per_item)
+    assert 0.25 < every.speedup < 4  # the same work per item (per call it would be 10x apart)
+    assert every.speedup_over == {"subset": every.speedup} and subset.speedup_over is None
+    console = Console(record=True, width=300)
+    print_table(list(results.values()), environment("cpu"), console)
+    text = console.export_text()
+    assert "µs/item" in text and re.search(r"subset \d+\.\d+x", text)  # the speed-up over it

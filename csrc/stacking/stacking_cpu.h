@@ -108,9 +108,7 @@ struct RingHarmonics {
         sc += f[j] * ct[j];
         sn += f[j] * st[j];
       }
-      const double norm = (m == 0 ? 1.0 : 2.0) / double(n_theta);
-      c[m * cs] = norm * sc;
-      s[m * ss] = m == 0 ? (std::isnan(sc) ? sc : 0.0) : norm * sn;
+      ring_harmonic(m, n_theta, sc, sn, c[m * cs], s[m * ss]);
     }
   }
 };

@@ -18,6 +18,11 @@ class Workload:
     bytes_moved: int | None = None  # minimal memory traffic of one call, for GB/s
     flops: int | None = None
     output_bytes: int | None = None  # size of what every implementation must return (e.g. gradients)
+    # Per-item workloads (e.g. objects of a stack): how many items one call of each implementation
+    # handles (a slow baseline may run on a subset). Times, speed-ups, bytes_moved and flops are
+    # then per item.
+    items: Mapping[str, int] | None = None
+    samples_per_item: int | None = None  # e.g. interpolated values per object, for samples/s
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
     if env.get("peak_gb_per_s"):
         title += f"\npeak bandwidth {env['peak_gb_per_s']} GB/s ({env['peak_source']})"
     out = Table(title=title)
-    columns = (
+    columns: tuple[str, ...] = (
         "case",
         "impl",
         "median ms",
@@ -91,6 +91,9 @@ def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
         "% of peak BW",
         "TFLOP/s",
     )
+    per_item = any(r.us_per_item is not None for r in results)
+    if per_item:
+        columns += ("items/call", "µs/item", "Msamples/s", "speed-up over")
     for column in columns:
         out.add_column(column, justify="left" if column in ("case", "impl") else "right")
     previous = None
@@ -102,6 +105,16 @@ def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
             continue
         speedup = "baseline" if r.impl == r.baseline else _fmt(r.speedup, ".2f") + "x"
         fraction = None if r.fraction_of_peak_bandwidth is None else 100 * r.fraction_of_peak_bandwidth
+        extra = (
+            (
+                _fmt(r.items, "d"),
+                _fmt(r.us_per_item, ".2f"),
+                _fmt(None if r.samples_per_s is None else r.samples_per_s / 1e6, ".1f"),
+                ", ".join(f"{other} {x:.2f}x" for other, x in (r.speedup_over or {}).items()),
+            )
+            if per_item
+            else ()
+        )
         out.add_row(
             case,
             r.impl,
@@ -113,6 +126,7 @@ def table(results: Sequence[Result], env: dict[str, Any]) -> Table:
             _fmt(r.gb_per_s, ".1f"),
             _fmt(fraction, ".1f"),
             _fmt(r.tflop_per_s, ".3f"),
+            *extra,
         )
     return out
 

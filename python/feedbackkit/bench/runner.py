@@ -33,6 +33,12 @@ class Result:
     fraction_of_peak_bandwidth: float | None
     tflop_per_s: float | None
     error: str | None = None  # why this implementation (or the whole case) could not be measured
+    # Per-item workloads only (Workload.items): median_ms covers `items` items; speedup, GB/s and
+    # TFLOP/s are per item.
+    items: int | None = None
+    us_per_item: float | None = None
+    samples_per_s: float | None = None
+    speedup_over: dict[str, float] | None = None  # first implementation only: over each other one
 
 
 def families() -> list[str]:
@@ -81,13 +87,19 @@ def _measure(
             times[name] = median_seconds(fn, dev, warmup=warmup, repeats=repeats)
         except Exception as error:
             failures[name] = error
+    items = workload.items or {}
+    call_times = times
+    times = {name: t / items.get(name, 1) for name, t in call_times.items()}  # per item if items
     base = times.get(workload.baseline)
+    first = next(iter(workload.impls))
     results = []
     for name, fn in workload.impls.items():
         if name in failures:
             results.append(_failed(case, name, workload.baseline, failures[name]))
             continue
         t = times[name]
+        per_item = name in items
+        samples = workload.samples_per_item
         peak = peak_extra_bytes(fn, dev)
         launches = _launches(fn, dev)
         gb_per_s = None if workload.bytes_moved is None else workload.bytes_moved / t / 1e9
@@ -97,7 +109,7 @@ def _measure(
                 case=case.label,
                 impl=name,
                 baseline=workload.baseline,
-                median_ms=t * 1e3,
+                median_ms=call_times[name] * 1e3,
                 launches_per_call=launches,
                 speedup=None if base is None else base / t,
                 peak_extra_mib=None if peak is None else peak / 2**20,
@@ -109,6 +121,14 @@ def _measure(
                 gb_per_s=gb_per_s,
                 fraction_of_peak_bandwidth=None if gb_per_s is None else gb_per_s / peak_gb_per_s,
                 tflop_per_s=None if workload.flops is None else workload.flops / t / 1e12,
+                items=items[name] if per_item else None,
+                us_per_item=t * 1e6 if per_item else None,
+                samples_per_s=samples / t if per_item and samples is not None else None,
+                speedup_over=(
+                    {other: o / t for other, o in times.items() if other != name}
+                    if per_item and name == first
+                    else None
+                ),
             )
         )
     return results
