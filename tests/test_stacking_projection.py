@@ -205,3 +205,35 @@ def test_object_multipoles_bad_arguments(kwargs, match):
     args = {"radii": [1.0], "angles": [0.0], **kwargs}
     with pytest.raises(ArgumentError, match=match):
         object_multipoles(np.ones((10, 10)), [[5.0, 5.0]], args.pop("angles"), **args)
+
+
+@pytest.mark.parametrize("kind", ["car", "tan"])
+def test_map_geometry_matches_astropy_both_ways(kind):
+    world, geometry = map_wcs(kind, (150.0, 0.0 if kind == "car" else 65.0), (300, 400), 0.07)
+    rng = np.random.default_rng(1)
+    y, x = rng.uniform(-20, 320, 200), rng.uniform(-20, 420, 200)
+    ra, dec = world.wcs_pix2world(x, y, 0)
+    ra2, dec2 = geometry.pixel_to_sky(y, x)
+    np.testing.assert_allclose((ra2 - ra + 180) % 360 - 180, 0, atol=1e-10)
+    np.testing.assert_allclose(dec2, dec, atol=1e-10)
+    y2, x2 = geometry.sky_to_pixel(ra, dec)
+    np.testing.assert_allclose(y2, y, atol=1e-8)
+    np.testing.assert_allclose(x2, x, atol=1e-8)
+
+
+def test_map_geometry_far_side_and_bad_parameters():
+    from feedbackkit.stacking import ArgumentError
+
+    _, tan = map_wcs("tan", (10.0, 20.0), (100, 100), 0.1)
+    y, x = tan.sky_to_pixel([190.0, 10.0], [-20.0, 20.0])  # the antipode has no gnomonic image
+    assert np.isnan(y[0]) and np.isnan(x[0]) and np.isfinite(y[1])
+    cd = ((-0.1, 0.0), (0.0, 0.1))
+    for args, match in [
+        (("sin", (0.0, 0.0), (0.0, 0.0), cd), "projection"),
+        (("car", (0.0, 5.0), (0.0, 0.0), cd), "CRVAL2"),
+        (("tan", (0.0, 95.0), (0.0, 0.0), cd), "dec0"),
+        (("tan", (0.0, 0.0), (math.nan, 0.0), cd), "finite"),
+        (("tan", (0.0, 0.0), (0.0, 0.0), ((1.0, 2.0), (2.0, 4.0))), "invertible"),
+    ]:
+        with pytest.raises(ArgumentError, match=match):
+            MapGeometry(*args)
