@@ -427,42 +427,17 @@ def test_native_checks_values():
     ang = np.zeros(1)
     groups = np.array([5], dtype=np.int64)
     s, ws, c = np.zeros((2, 1, 3, 3)), np.zeros((2, 3, 3)), np.zeros(2, dtype=np.int64)
+
+    def call(group_ids, half_width):
+        flat, no_geometry, bilinear = 0, None, 1
+        views = (view(maps), view(pos), view(ang), None, None, group_ids, None)
+        outputs = (view(s), view(ws), view(c))
+        _native.cpu().oriented_stack(*views, half_width, 1.0, bilinear, flat, no_geometry, *outputs)
+
     with pytest.raises(ValueError, match="groups"):
-        _native.cpu().oriented_stack(
-            view(maps),
-            view(pos),
-            view(ang),
-            None,
-            None,
-            view(groups),
-            None,
-            1,
-            1.0,
-            1,
-            0,
-            None,
-            view(s),
-            view(ws),
-            view(c),
-        )
+        call(view(groups), 1)  # group 5 of 2
     with pytest.raises(ValueError, match="sum"):
-        _native.cpu().oriented_stack(
-            view(maps),
-            view(pos),
-            view(ang),
-            None,
-            None,
-            None,
-            None,
-            2,
-            1.0,
-            1,
-            0,
-            None,
-            view(s),
-            view(ws),
-            view(c),
-        )
+        call(None, 2)  # outputs sized for half_width 1
 
 
 def test_empty_catalog():
